@@ -1,0 +1,36 @@
+// The handshake between the sink and `sequentialize()`.
+//
+// The sink registers the update object it passes to its consumer. grammY
+// builds each context around that very object, so `sequentialize()` finds
+// the slot through `ctx.update`, hands the slot back while the update waits
+// for its keys, and takes one again, ahead of new updates, when its turn
+// comes. An update that no sink registered (a plain `bot.handleUpdate`, a
+// worker thread) simply waits, as it would with any other runner.
+
+/** What an update that waits for its keys may do with its slot. */
+export interface Slot {
+  /** Gives the slot back while the update waits. No-op if not holding one. */
+  release(): void;
+  /** Takes a slot again, ahead of updates that have not started yet. */
+  acquire(): Promise<void>;
+}
+
+const slots = new WeakMap<object, Slot>();
+
+/** Makes `slot` findable through the update object the consumer receives. */
+export function registerSlot(update: unknown, slot: Slot): void {
+  if (typeof update === "object" && update !== null) slots.set(update, slot);
+}
+
+/** Forgets the slot of `update`. */
+export function unregisterSlot(update: unknown): void {
+  if (typeof update === "object" && update !== null) slots.delete(update);
+}
+
+/** The slot of the context's update, if a sink of this module runs it. */
+export function slotOf(ctx: unknown): Slot | undefined {
+  if (typeof ctx !== "object" || ctx === null) return undefined;
+  const update = (ctx as { update?: unknown }).update;
+  if (typeof update !== "object" || update === null) return undefined;
+  return slots.get(update);
+}

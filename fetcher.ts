@@ -1,0 +1,487 @@
+/**
+ * The getUpdates supplier: offset tracking, retries with capped backoff, the
+ * policy for 401/409/429, and the confirmation of handled updates. `run()`
+ * builds one from your bot; use it directly to compose a runner by hand.
+ *
+ * ```ts
+ * import { Bot } from "grammy";
+ * import { createUpdateSupplier } from "@grammyx/runner/fetcher";
+ *
+ * const bot = new Bot("123:placeholder-token");
+ * const supplier = createUpdateSupplier(bot, { fetch: { timeout: 30 } });
+ * ```
+ *
+ * @module
+ */
+
+import { delay, Queue } from "./_async.ts";
+import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
+import { describe, redactError } from "./_redact.ts";
+import { isFunction, numberInRange, oneOf, optionalObject } from "./_validate.ts";
+import type { SupplierStats, UpdateSupplier } from "./source.ts";
+import type { Update } from "grammy/types";
+
+export type { Report, Reporter };
+
+/**
+ * The members of a grammY `Bot` that the runner uses. Any grammY 1.x bot
+ * (npm or deno.land) fits.
+ */
+export interface BotAdapter<Y, R> {
+  /** Fetches the bot's info once before the first update (grammY's `bot.init`). */
+  init?: () => Promise<void>;
+  /** Runs the middleware on one update. */
+  handleUpdate: (update: Y) => Promise<void>;
+  /** Gets middleware errors (what `bot.catch` sets). */
+  errorHandler: (error: R) => unknown;
+  /** The Bot API client. */
+  api: {
+    /**
+     * The Bot API's getUpdates. The runner passes a standard `AbortSignal`;
+     * the parameter is typed `never` so that grammY's npm build, which
+     * declares a shim type for it, fits as well as the deno.land one.
+     */
+    getUpdates: (args: { offset: number; limit: number; timeout: number }, signal: never) => Promise<Y[]>;
+  };
+  /** The bot token, used only to keep it out of reports and errors. */
+  readonly token?: string;
+}
+
+/** Options passed on to every getUpdates call. */
+export interface FetchOptions {
+  /**
+   * Long polling timeout in seconds.
+   *
+   * @default {30}
+   */
+  timeout?: number;
+  /**
+   * The update types to receive, e.g. `["message", "callback_query"]`; `[]`
+   * means all but `chat_member`. If not given, Telegram keeps the previous
+   * setting.
+   */
+  allowed_updates?: ReadonlyArray<Exclude<keyof Update, "update_id">>;
+}
+
+/** When an update counts as confirmed to Telegram. */
+export type ConfirmMode = "fetched" | "handled";
+
+/**
+ * How the runner fetches updates. (The name is kept from `@grammyjs/runner`.)
+ */
+export interface RunnerOptions {
+  /** Options passed on to getUpdates. */
+  fetch?: FetchOptions;
+  /**
+   * How long to keep retrying a failing getUpdates, in milliseconds, counted
+   * from the first failure in a row; then the run ends with a `PollingError`.
+   *
+   * @default {54_000_000} (15 hours)
+   */
+  maxRetryTime?: number;
+  /**
+   * The pause before a retry: `"exponential"` (100 ms, doubling),
+   * `"quadratic"` (100 ms, growing by 100 ms), or a fixed number of ms.
+   * Growing pauses are capped at 30 s and jittered (50–100 %).
+   *
+   * @default {"exponential"}
+   */
+  retryInterval?: "exponential" | "quadratic" | number;
+  /**
+   * How long getUpdates may answer 409 Conflict (another instance polls
+   * with this token, e.g. during a rolling deploy) before the run ends with
+   * a `PollingError`, in milliseconds.
+   *
+   * @default {30_000}
+   */
+  maxConflictTime?: number;
+  /**
+   * `"fetched"`: the next getUpdates confirms a batch as soon as it was
+   * taken (fastest; a crash loses what was in flight, a `stop()` does not).
+   * `"handled"`: the offset never passes the oldest unfinished update (a
+   * crash loses nothing; after a restart, what was in flight runs again).
+   *
+   * @default {"fetched"}
+   */
+  confirm?: ConfirmMode;
+  /**
+   * Suppresses the default reporter's lines about failed getUpdates calls.
+   *
+   * @default {false}
+   */
+  silent?: boolean;
+  /**
+   * Receives every failure the runner deals with itself (failed getUpdates
+   * calls, error handlers that threw). Replaces the default reporter, which
+   * prints one line per report on stderr.
+   */
+  reporter?: Reporter;
+}
+
+/** Why polling ended for good. */
+export type PollingFailure = "unauthorized" | "conflict" | "retries";
+
+/** The error a run ends with when getUpdates cannot go on. */
+export class PollingError extends Error {
+  /** What went wrong: a rejected token, another poller, or retries used up. */
+  readonly reason: PollingFailure;
+  /** The Bot API error code, if there was one. */
+  readonly error_code: number | undefined;
+
+  /**
+   * @param reason What went wrong
+   * @param message A message without the token
+   * @param options The (redacted) cause and error code
+   */
+  constructor(reason: PollingFailure, message: string, options: { cause?: unknown; error_code?: number } = {}) {
+    super(message, { cause: options.cause });
+    this.name = "PollingError";
+    this.reason = reason;
+    this.error_code = options.error_code;
+  }
+}
+
+/** An update supplier over getUpdates that learns which updates are done. */
+export interface BotUpdateSupplier<Y> extends Required<UpdateSupplier<Y>> {
+  /** Marks an update as finished (handled, failed or timed out). */
+  done: (updateId: number) => void;
+  /** The offset the next getUpdates sends. */
+  offset: () => number;
+}
+
+const RETRY_CAP = 30_000;
+
+/**
+ * Creates the getUpdates supplier `run()` uses. Tell it which updates are
+ * done (`done(update_id)`, which `run()` wires to the sink), so `confirm()`
+ * and the `"handled"` mode never confirm an unfinished update.
+ *
+ * @param bot A grammY bot (or anything with `api.getUpdates`)
+ * @param options How to fetch and retry
+ * @returns A supplier for `createSource`
+ * @throws {TypeError | RangeError} if an option is invalid
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createUpdateSupplier } from "@grammyx/runner";
+ *
+ * const offsets: number[] = [];
+ * const bot = {
+ *   handleUpdate: async () => {},
+ *   errorHandler: () => {},
+ *   api: {
+ *     getUpdates: async (args: { offset: number }) => {
+ *       offsets.push(args.offset);
+ *       return [{ update_id: 7 }];
+ *     },
+ *   },
+ * };
+ * const supplier = createUpdateSupplier(bot, { confirm: "handled" });
+ * const signal = new AbortController().signal;
+ * await supplier.supply(100, signal);
+ * supplier.done(7);
+ * assert.equal(supplier.offset(), 8);
+ * ```
+ */
+export function createUpdateSupplier<Y extends { update_id: number }, R>(
+  bot: BotAdapter<Y, R>,
+  options: RunnerOptions = {},
+): BotUpdateSupplier<Y> {
+  const fetcher = new UpdateFetcher(bot, options, true);
+  return {
+    supply: (batchSize, signal) => fetcher.fetch(batchSize, signal),
+    confirm: (signal) => fetcher.confirm(signal),
+    stats: () => fetcher.stats(),
+    done: (updateId) => fetcher.done(updateId),
+    offset: () => fetcher.nextOffset(),
+  };
+}
+
+/**
+ * Creates a function that fetches the next batch with getUpdates, retrying
+ * as configured; every call moves the offset past the batch it returned.
+ * Kept for `@grammyjs/runner` compatibility: `createUpdateSupplier` also
+ * confirms handled updates at the end.
+ *
+ * @param bot A grammY bot (or anything with `api.getUpdates`)
+ * @param options How to fetch and retry (`confirm` must be `"fetched"`)
+ * @returns `(batchSize, signal) => Promise<updates>`
+ * @throws {TypeError | RangeError} if an option is invalid
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createUpdateFetcher } from "@grammyx/runner";
+ *
+ * let id = 0;
+ * const bot = {
+ *   handleUpdate: async () => {},
+ *   errorHandler: () => {},
+ *   api: { getUpdates: async () => [{ update_id: ++id }] },
+ * };
+ * const fetch = createUpdateFetcher(bot);
+ * const signal = new AbortController().signal;
+ * assert.deepEqual(await fetch(10, signal), [{ update_id: 1 }]);
+ * ```
+ */
+export function createUpdateFetcher<Y extends { update_id: number }, R>(
+  bot: BotAdapter<Y, R>,
+  options: RunnerOptions = {},
+): (batchSize: number, signal: AbortSignal) => Promise<Y[]> {
+  if (options.confirm === "handled") {
+    throw new TypeError(
+      `Cannot create update fetcher as 'confirm' must be "fetched" here (use createUpdateSupplier or run for "handled"): current value is "handled"`,
+    );
+  }
+  const fetcher = new UpdateFetcher(bot, options, false);
+  return (batchSize, signal) => fetcher.fetch(batchSize, signal);
+}
+
+/** A getUpdates answer that is not a list of updates. */
+class MalformedAnswer extends Error {
+  override name = "MalformedAnswer";
+}
+
+/** The members of a bot that fetching uses. */
+type PollingBot<Y> = Pick<BotAdapter<Y, never>, "init" | "api" | "token">;
+
+class UpdateFetcher<Y extends { update_id: number }> {
+  readonly #bot: PollingBot<Y>;
+  readonly #fetch: FetchOptions;
+  readonly #maxRetryTime: number;
+  readonly #retryInterval: "exponential" | "quadratic" | number;
+  readonly #maxConflictTime: number;
+  readonly #mode: ConfirmMode;
+  readonly #silent: boolean;
+  readonly #reporter: Reporter;
+  readonly #tracking: boolean;
+
+  #initialized = false;
+  /** The highest update id taken so far. */
+  #lastTaken = -1;
+  /** The offset of the last getUpdates that succeeded: all below is confirmed. */
+  #confirmedOffset = 0;
+  /** Ids taken and not yet done, in order (only when tracking). */
+  readonly #unfinished = new Queue<number>();
+  readonly #done = new Set<number>();
+  #advanced = Promise.withResolvers<void>();
+  #calls = 0;
+  #failures = 0;
+  #lastSuccessAt: number | undefined;
+
+  constructor(bot: PollingBot<Y>, options: RunnerOptions, tracking: boolean) {
+    const subject = "Cannot create update fetcher";
+    if (typeof bot !== "object" || bot === null || typeof bot.api?.getUpdates !== "function") {
+      throw new TypeError(`${subject} as 'bot' must have api.getUpdates`);
+    }
+    optionalObject(subject, "options", options);
+    const {
+      fetch = {},
+      maxRetryTime = 15 * 60 * 60 * 1000,
+      retryInterval = "exponential",
+      maxConflictTime = 30_000,
+      confirm = "fetched",
+      silent = false,
+      reporter = defaultReporter,
+    } = options;
+    optionalObject(subject, "fetch", fetch);
+    if (fetch.timeout !== undefined) numberInRange(subject, "fetch.timeout", fetch.timeout, 0);
+    if (fetch.allowed_updates !== undefined && !Array.isArray(fetch.allowed_updates)) {
+      throw new TypeError(`${subject} as 'fetch.allowed_updates' must be an array: current value is ${String(fetch.allowed_updates)}`);
+    }
+    numberInRange(subject, "maxRetryTime", maxRetryTime, 0);
+    if (typeof retryInterval === "number") numberInRange(subject, "retryInterval", retryInterval, 0);
+    else oneOf(subject, "retryInterval", retryInterval, ["exponential", "quadratic"]);
+    numberInRange(subject, "maxConflictTime", maxConflictTime, 0);
+    oneOf(subject, "confirm", confirm, ["fetched", "handled"]);
+    oneOf(subject, "silent", silent, [true, false]);
+    isFunction(subject, "reporter", reporter);
+
+    this.#bot = bot;
+    this.#fetch = fetch;
+    this.#maxRetryTime = maxRetryTime;
+    this.#retryInterval = retryInterval;
+    this.#maxConflictTime = maxConflictTime;
+    this.#mode = confirm;
+    this.#silent = silent;
+    this.#reporter = reporter;
+    this.#tracking = tracking;
+  }
+
+  stats(): SupplierStats {
+    return { calls: this.#calls, failures: this.#failures, lastSuccessAt: this.#lastSuccessAt };
+  }
+
+  /** The offset the next getUpdates sends. */
+  nextOffset(): number {
+    if (this.#lastTaken < 0) return 0;
+    if (this.#mode === "handled") return this.#watermark();
+    return this.#lastTaken + 1;
+  }
+
+  /** The lowest update id taken and not done, or the next id if all are done. */
+  #watermark(): number {
+    return this.#unfinished.peek() ?? this.#lastTaken + 1;
+  }
+
+  done(updateId: number): void {
+    if (!this.#tracking) return;
+    this.#done.add(updateId);
+    let moved = false;
+    for (let id = this.#unfinished.peek(); id !== undefined && this.#done.has(id); id = this.#unfinished.peek()) {
+      this.#unfinished.shift();
+      this.#done.delete(id);
+      moved = true;
+    }
+    if (moved) {
+      this.#advanced.resolve();
+      this.#advanced = Promise.withResolvers<void>();
+    }
+  }
+
+  async fetch(batchSize: number, signal: AbortSignal): Promise<Y[]> {
+    if (!this.#initialized && this.#bot.init !== undefined) {
+      await this.#call(() => this.#bot.init!(), signal);
+    }
+    this.#initialized = true;
+    while (true) {
+      const args = {
+        ...this.#fetch,
+        timeout: this.#fetch.timeout ?? 30,
+        offset: this.nextOffset(),
+        limit: Math.max(1, Math.min(100, Math.floor(batchSize) || 1)),
+      };
+      const answer = await this.#call(() => this.#getUpdates(args, signal), signal);
+      this.#confirmedOffset = Math.max(this.#confirmedOffset, args.offset);
+      const fresh = answer.filter((update) => update.update_id > this.#lastTaken);
+      if (fresh.length > 0 || answer.length === 0) {
+        for (const update of fresh) {
+          this.#lastTaken = update.update_id;
+          if (this.#tracking) this.#unfinished.push(update.update_id);
+        }
+        return fresh;
+      }
+      // Only updates that are running or done came back (the "handled" mode
+      // holds the offset at the oldest unfinished one): wait until it moves.
+      await Promise.race([this.#advanced.promise, delay(1_000, signal)]);
+      if (signal.aborted) return [];
+    }
+  }
+
+  /** Confirms every finished update with one last getUpdates. */
+  async confirm(signal?: AbortSignal): Promise<void> {
+    const offset = this.#tracking ? this.#watermark() : this.#lastTaken + 1;
+    if (this.#lastTaken < 0 || offset <= this.#confirmedOffset) return;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      try {
+        await this.#bot.api.getUpdates({ offset, limit: 1, timeout: 0 }, (signal ?? new AbortController().signal) as never);
+        this.#confirmedOffset = offset;
+        return;
+      } catch (error) {
+        if (signal?.aborted) return;
+        this.#report(`Could not confirm updates below ${offset} (attempt ${attempt} of 3): ${this.#describe(error)}`, error);
+        await delay(100 * attempt, signal);
+      }
+    }
+  }
+
+  async #getUpdates(args: Parameters<PollingBot<Y>["api"]["getUpdates"]>[0], signal: AbortSignal) {
+    const answer: unknown = await this.#bot.api.getUpdates(args, signal as never);
+    if (!Array.isArray(answer)) throw new MalformedAnswer("getUpdates did not answer with a list");
+    for (const update of answer) {
+      if (typeof update !== "object" || update === null || !Number.isSafeInteger(update.update_id)) {
+        throw new MalformedAnswer("getUpdates answered with an update that has no valid update_id");
+      }
+    }
+    return (answer as Y[]).toSorted((a, b) => a.update_id - b.update_id);
+  }
+
+  /** Runs `call`, retrying by the failure policy; throws `PollingError` when it gives up. */
+  async #call<T>(call: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    let firstFailure: number | undefined;
+    let conflictSince: number | undefined;
+    let pause = typeof this.#retryInterval === "number" ? this.#retryInterval : 100;
+    while (true) {
+      this.#calls++;
+      try {
+        const result = await call();
+        this.#lastSuccessAt = Date.now();
+        return result;
+      } catch (error) {
+        if (signal.aborted) throw error;
+        this.#failures++;
+        const now = Date.now();
+        firstFailure ??= now;
+        const code = errorCode(error);
+        if (code === 401 || code === 404) {
+          throw new PollingError(
+            "unauthorized",
+            `The Bot API rejected the bot token (${code}); check the token you passed to the bot`,
+            { cause: this.#redact(error), error_code: code },
+          );
+        }
+        if (code === 409) {
+          conflictSince ??= now;
+          if (now - conflictSince >= this.#maxConflictTime) {
+            throw new PollingError(
+              "conflict",
+              `Another instance is polling getUpdates with this token (409 Conflict) for longer than maxConflictTime (${this.#maxConflictTime} ms); stop the other instance or remove its webhook`,
+              { cause: this.#redact(error), error_code: code },
+            );
+          }
+        } else {
+          conflictSince = undefined;
+        }
+        if (now - firstFailure >= this.#maxRetryTime) {
+          throw new PollingError(
+            "retries",
+            `getUpdates kept failing for longer than maxRetryTime (${this.#maxRetryTime} ms): ${this.#describe(error)}`,
+            { cause: this.#redact(error), ...(code === undefined ? {} : { error_code: code }) },
+          );
+        }
+        const retryAfter = code === 429 ? retryAfterSeconds(error) : undefined;
+        const wait = retryAfter !== undefined ? retryAfter * 1000 : this.#jitter(pause);
+        this.#report(`getUpdates failed, retrying in ${Math.round(wait)} ms: ${this.#describe(error)}`, error);
+        await delay(wait, signal);
+        if (signal.aborted) throw error;
+        if (retryAfter === undefined) pause = this.#grow(pause);
+      }
+    }
+  }
+
+  #grow(pause: number): number {
+    if (this.#retryInterval === "exponential") return Math.min(RETRY_CAP, pause * 2);
+    if (this.#retryInterval === "quadratic") return Math.min(RETRY_CAP, pause + 100);
+    return pause;
+  }
+
+  #jitter(pause: number): number {
+    return typeof this.#retryInterval === "number" ? pause : pause * (0.5 + Math.random() / 2);
+  }
+
+  #describe(error: unknown): string {
+    return describe(error, this.#bot.token);
+  }
+
+  #redact(error: unknown): Error {
+    return redactError(error, this.#bot.token);
+  }
+
+  #report(message: string, error: unknown): void {
+    if (this.#silent && this.#reporter === defaultReporter) return;
+    const report: Report = { source: "getUpdates", message, error: this.#redact(error) };
+    safeReport(this.#reporter, report);
+  }
+}
+
+function errorCode(error: unknown): number | undefined {
+  if (typeof error !== "object" || error === null || !("error_code" in error)) return undefined;
+  return typeof error.error_code === "number" ? error.error_code : undefined;
+}
+
+function retryAfterSeconds(error: unknown): number | undefined {
+  const parameters = (error as { parameters?: { retry_after?: unknown } }).parameters;
+  const seconds = parameters?.retry_after;
+  return typeof seconds === "number" && seconds >= 0 ? seconds : undefined;
+}

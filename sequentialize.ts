@@ -1,0 +1,106 @@
+/**
+ * Keeps updates that share a key (a chat, a user, a session key) strictly in
+ * order while updates of different keys run in parallel. Install it first,
+ * with the same key function your session uses, so that session data never
+ * suffers a write-after-read race.
+ *
+ * ```ts
+ * import { Bot, type Context } from "grammy";
+ * import { sequentialize } from "@grammyx/runner";
+ *
+ * const bot = new Bot("123:placeholder-token");
+ * bot.use(sequentialize((ctx: Context) => ctx.chat?.id.toString()));
+ * ```
+ *
+ * @module
+ */
+
+import { slotOf } from "./_slots.ts";
+import { isFunction } from "./_validate.ts";
+
+/** The key or keys of an update; `undefined` (or `[]`) means no constraint. */
+export type Constraint = string | string[] | undefined;
+
+/**
+ * Creates middleware that runs updates with a common key one after another,
+ * in the order they reached it, and updates without a common key at once.
+ *
+ * - An update may have several keys (`[chatId, userId]`): it waits until every
+ *   one of them is free.
+ * - A failing update does not block the ones after it; its error still
+ *   reaches the caller (grammY's error handler).
+ * - A key is forgotten as soon as its last update is done, so memory grows
+ *   with the updates in flight, not with the keys ever seen.
+ * - Under `run()`, an update that waits for its key gives its concurrency slot
+ *   back until its turn, so one busy chat cannot starve the others.
+ *
+ * @param constraint Returns the key(s) of a context, e.g. its chat id
+ * @returns Middleware to install before everything that must be ordered
+ * @throws {TypeError} if `constraint` is not a function
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sequentialize } from "@grammyx/runner";
+ *
+ * type Ctx = { key: string; log: string[] };
+ * const ordered = sequentialize((ctx: Ctx) => ctx.key);
+ * const log: string[] = [];
+ * const slow = (ctx: Ctx, ms: number) =>
+ *   ordered(ctx, () => new Promise<void>((ok) => setTimeout(() => (log.push(ctx.log[0]!), ok()), ms)));
+ *
+ * await Promise.all([
+ *   slow({ key: "a", log: ["a1"] }, 20),
+ *   slow({ key: "a", log: ["a2"] }, 0),
+ *   slow({ key: "b", log: ["b1"] }, 0),
+ * ]);
+ * assert.deepEqual(log, ["b1", "a1", "a2"]);
+ * ```
+ */
+export function sequentialize<C>(
+  constraint: (ctx: C) => Constraint,
+): (ctx: C, next: () => void | Promise<void>) => Promise<void> {
+  isFunction("Cannot create sequentialize middleware", "constraint", constraint);
+  const tails = new Map<string, Promise<void>>();
+
+  return async function sequentialized(ctx, next) {
+    const keys = keysOf(constraint(ctx));
+    if (keys.length === 0) return await next();
+
+    const earlier: Promise<void>[] = [];
+    const { promise: done, resolve } = Promise.withResolvers<void>();
+    for (const key of keys) {
+      const tail = tails.get(key);
+      if (tail !== undefined) earlier.push(tail);
+      tails.set(key, done);
+    }
+    try {
+      if (earlier.length > 0) await waitForTurn(ctx, earlier);
+      await next();
+    } finally {
+      resolve();
+      for (const key of keys) {
+        if (tails.get(key) === done) tails.delete(key);
+      }
+    }
+  };
+}
+
+/** Normalises a constraint into a list of distinct, non-empty keys. */
+function keysOf(constraint: Constraint): string[] {
+  if (constraint === undefined) return [];
+  if (!Array.isArray(constraint)) return constraint === "" ? [] : [constraint];
+  return [...new Set(constraint.filter((key) => key !== "" && key !== undefined))];
+}
+
+/**
+ * Waits for the earlier updates of the same keys (their promises never
+ * reject), holding no concurrency slot meanwhile if a sink of this module
+ * runs the update.
+ */
+async function waitForTurn(ctx: unknown, earlier: Promise<void>[]): Promise<void> {
+  const slot = slotOf(ctx);
+  slot?.release();
+  await (earlier.length === 1 ? earlier[0] : Promise.all(earlier));
+  await slot?.acquire();
+}

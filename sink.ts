@@ -1,0 +1,563 @@
+/**
+ * The update sink: runs each update through a consumer (usually
+ * `bot.handleUpdate`) with at most `concurrency` running at once, times them
+ * out, routes their errors, and tells the runner how many more updates it can
+ * take (backpressure). An update that waits for its key in `sequentialize()`
+ * gives its slot back meanwhile, so one busy chat cannot starve the others.
+ *
+ * ```ts
+ * import { createConcurrentSink } from "@grammyx/runner/sink";
+ *
+ * const sink = createConcurrentSink(
+ *   { consume: async (update: { update_id: number }) => {} },
+ *   async (error) => console.error(error),
+ *   { concurrency: 100 },
+ * );
+ * await sink.handle([{ update_id: 1 }]);
+ * ```
+ *
+ * @module
+ */
+
+import { Queue } from "./_async.ts";
+import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
+import { registerSlot, unregisterSlot } from "./_slots.ts";
+import { describe } from "./_redact.ts";
+import { isFunction, numberInRange, optionalObject, positiveInteger } from "./_validate.ts";
+
+export type { Report, Reporter };
+
+/** Processes one update; the promise settles when its processing is over. */
+export interface UpdateConsumer<Y> {
+  /** Processes `update`; rejects if its middleware failed. */
+  consume: (update: Y) => Promise<void>;
+}
+
+/** How the processing of an update ended. */
+export type Outcome = "handled" | "failed" | "timedOut";
+
+/**
+ * Takes batches of updates from the runner and processes them. `handle`
+ * resolves with how many more updates the sink is ready to take (a positive
+ * number) once it has room again: that is the backpressure that sets how many
+ * updates the source fetches next.
+ */
+export interface UpdateSink<Y> {
+  /** Takes a batch; resolves with the free capacity once it is positive. */
+  handle: (updates: Y[]) => Promise<number>;
+  /** Updates taken and not finished (running, waiting, not started). */
+  size: () => number;
+  /** Those updates, in the order they were taken. */
+  snapshot: () => Y[];
+  /**
+   * Resolves once every update taken has finished and no task of the sink is
+   * running any more (tasks that timed out included). The runner awaits it
+   * on `stop()`; a sink without it is polled through `size()`.
+   */
+  idle?: () => Promise<void>;
+  /** Counters for `RunnerHandle.stats()`. */
+  stats?: () => SinkStats;
+}
+
+/** A snapshot of what a sink is doing; cheap to take every second. */
+export interface SinkStats {
+  /** Updates whose middleware completed. */
+  handled: number;
+  /** Updates whose middleware threw (the error handler got them). */
+  failed: number;
+  /** Updates that ran out of time (the timeout handler got them). */
+  timedOut: number;
+  /** Updates holding a concurrency slot right now. */
+  running: number;
+  /** Updates waiting for their key in `sequentialize()`, holding no slot. */
+  waitingForKey: number;
+  /** Updates waiting for a slot (new ones and ones whose key came free). */
+  waitingForSlot: number;
+  /** Updates taken and not finished: running plus waiting. */
+  pending: number;
+  /** `Date.now()` when the oldest unfinished update was taken, if any. */
+  oldestPendingSince: number | undefined;
+}
+
+/** Options of the sinks. */
+export interface SinkOptions<Y> {
+  /**
+   * How many updates may run at once. Updates waiting for their key in
+   * `sequentialize()` do not count.
+   *
+   * @default {500}
+   */
+  concurrency?: number;
+  /**
+   * How many updates the sink may hold that were taken and not finished
+   * (running, waiting for a slot or for their key). When it is reached,
+   * fetching waits. Must be at least `concurrency`.
+   *
+   * @default {Math.max(10_000, concurrency)}
+   */
+  maxPending?: number;
+  /**
+   * Bounds how long an update may hold a slot. The clock starts when it
+   * takes a slot, and starts again when it takes one back after waiting for
+   * its key. A timed-out update frees its slot and its keys stay held until
+   * its task really ends.
+   *
+   * @default {undefined} (no timeout)
+   */
+  timeout?: {
+    /** The time limit in milliseconds. */
+    milliseconds: number;
+    /** Called with the update and its still-running task. Must not throw. */
+    handler: (update: Y, task: Promise<void>) => void;
+  };
+  /** Called once per update when it is handled, failed or timed out. */
+  onSettled?: (update: Y, outcome: Outcome) => void;
+  /**
+   * Receives what could not be handed to the bot: an error handler that
+   * threw, a failure after a timeout.
+   *
+   * @default {defaultReporter} (one line on stderr)
+   */
+  reporter?: Reporter;
+}
+
+/** The error handler of a sink; the update is passed as second argument. */
+export type SinkErrorHandler<R, Y> = (error: R, update: Y) => unknown;
+
+/**
+ * Creates the sink `run()` uses: updates run concurrently, at most
+ * `concurrency` at once, and `handle` resolves as soon as a slot is free.
+ *
+ * @param consumer Processes an update, e.g. `{ consume: (u) => bot.handleUpdate(u) }`
+ * @param errorHandler Gets the error (and the update) when `consume` rejects
+ * @param options Concurrency, buffer bound, timeout, callbacks
+ * @returns An update sink
+ * @throws {TypeError | RangeError} if an option is invalid
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createConcurrentSink } from "@grammyx/runner";
+ *
+ * let running = 0, peak = 0;
+ * const sink = createConcurrentSink(
+ *   {
+ *     consume: async () => {
+ *       peak = Math.max(peak, ++running);
+ *       await new Promise((ok) => setTimeout(ok, 1));
+ *       running--;
+ *     },
+ *   },
+ *   async () => {},
+ *   { concurrency: 2 },
+ * );
+ * await sink.handle([{ update_id: 1 }, { update_id: 2 }, { update_id: 3 }]);
+ * await sink.idle?.();
+ * assert.equal(peak, 2);
+ * ```
+ */
+export function createConcurrentSink<Y, R = unknown>(
+  consumer: UpdateConsumer<Y>,
+  errorHandler: SinkErrorHandler<R, Y>,
+  options: SinkOptions<Y> = {},
+): UpdateSink<Y> {
+  const core = new SinkCore(consumer, errorHandler, options, "concurrent");
+  return {
+    handle: (updates) => core.add(updates),
+    size: () => core.size(),
+    snapshot: () => core.snapshot(),
+    idle: () => core.idle(),
+    stats: () => core.stats(),
+  };
+}
+
+/**
+ * Creates a sink that handles one update after another, like grammY's
+ * `bot.start()`: predictable, good for debugging, slow for a busy bot.
+ *
+ * @param consumer Processes an update
+ * @param errorHandler Gets the error (and the update) when `consume` rejects
+ * @param options Timeout and callbacks (`concurrency` is always 1)
+ * @returns An update sink whose `handle` resolves when the batch is done
+ * @throws {TypeError | RangeError} if an option is invalid
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createSequentialSink } from "@grammyx/runner";
+ *
+ * const seen: number[] = [];
+ * const sink = createSequentialSink(
+ *   { consume: async (u: { update_id: number }) => void seen.push(u.update_id) },
+ *   async () => {},
+ * );
+ * await sink.handle([{ update_id: 1 }, { update_id: 2 }]);
+ * assert.deepEqual(seen, [1, 2]);
+ * ```
+ */
+export function createSequentialSink<Y, R = unknown>(
+  consumer: UpdateConsumer<Y>,
+  errorHandler: SinkErrorHandler<R, Y>,
+  options: SinkOptions<Y> = {},
+): UpdateSink<Y> {
+  return batchWise(new SinkCore(consumer, errorHandler, options, "sequential"));
+}
+
+/**
+ * Creates a sink that runs all updates of a batch at once and takes the next
+ * batch only when the whole batch is done (telegraf's old behaviour).
+ *
+ * @param consumer Processes an update
+ * @param errorHandler Gets the error (and the update) when `consume` rejects
+ * @param options Timeout and callbacks (`concurrency` is the batch size)
+ * @returns An update sink whose `handle` resolves when the batch is done
+ * @throws {TypeError | RangeError} if an option is invalid
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createBatchSink } from "@grammyx/runner";
+ *
+ * let running = 0, peak = 0;
+ * const sink = createBatchSink(
+ *   { consume: async () => { peak = Math.max(peak, ++running); await Promise.resolve(); running--; } },
+ *   async () => {},
+ * );
+ * await sink.handle([{ update_id: 1 }, { update_id: 2 }, { update_id: 3 }]);
+ * assert.equal(peak, 3);
+ * assert.equal(sink.size(), 0);
+ * ```
+ */
+export function createBatchSink<Y, R = unknown>(
+  consumer: UpdateConsumer<Y>,
+  errorHandler: SinkErrorHandler<R, Y>,
+  options: SinkOptions<Y> = {},
+): UpdateSink<Y> {
+  return batchWise(new SinkCore(consumer, errorHandler, options, "batch"));
+}
+
+function batchWise<Y>(core: SinkCore<Y>): UpdateSink<Y> {
+  return {
+    handle: async (updates) => {
+      await core.add(updates);
+      await core.finished();
+      return Infinity;
+    },
+    size: () => core.size(),
+    snapshot: () => core.snapshot(),
+    idle: () => core.idle(),
+    stats: () => core.stats(),
+  };
+}
+
+type State = "queued" | "running" | "released" | "returning" | "done" | "timedOut";
+
+interface Entry<Y> {
+  update: Y;
+  state: State;
+  takenAt: number;
+  task?: Promise<void>;
+  timer?: ReturnType<typeof setTimeout>;
+  resume?: () => void;
+}
+
+const SUBJECT = "Cannot create sink";
+
+/** The permits, queues and bookkeeping behind every sink of this module. */
+class SinkCore<Y> {
+  readonly #consumer: UpdateConsumer<Y>;
+  readonly #errorHandler: SinkErrorHandler<unknown, Y>;
+  readonly #maxPending: number;
+  readonly #timeout: SinkOptions<Y>["timeout"];
+  readonly #onSettled: SinkOptions<Y>["onSettled"];
+  readonly #reporter: Reporter;
+
+  #free: number;
+  readonly #queued = new Queue<Entry<Y>>();
+  readonly #returning = new Queue<Entry<Y>>();
+  readonly #pending = new Set<Entry<Y>>();
+  #running = 0;
+  #waitingForKey = 0;
+  #returningCount = 0;
+  #tasks = 0;
+  #handled = 0;
+  #failed = 0;
+  #timedOut = 0;
+  #capacityWaiters: ((capacity: number) => void)[] = [];
+  #finishedWaiters: (() => void)[] = [];
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(
+    consumer: UpdateConsumer<Y>,
+    errorHandler: SinkErrorHandler<never, Y>,
+    options: SinkOptions<Y>,
+    kind: "concurrent" | "sequential" | "batch",
+  ) {
+    if (typeof consumer !== "object" || consumer === null) {
+      throw new TypeError(`${SUBJECT} as 'consumer' must be an object with a consume function`);
+    }
+    isFunction(SUBJECT, "consumer.consume", consumer.consume);
+    isFunction(SUBJECT, "errorHandler", errorHandler);
+    optionalObject(SUBJECT, "options", options);
+    const {
+      concurrency = 500,
+      maxPending = Math.max(10_000, concurrency),
+      timeout,
+      onSettled,
+      reporter = defaultReporter,
+    } = options;
+    if (kind === "concurrent") {
+      positiveInteger(SUBJECT, "concurrency", concurrency);
+      positiveInteger(SUBJECT, "maxPending", maxPending);
+      if (maxPending < concurrency) {
+        throw new RangeError(
+          `${SUBJECT} as 'maxPending' must be at least 'concurrency' (${concurrency}): current value is ${maxPending}`,
+        );
+      }
+    }
+    if (timeout !== undefined) {
+      optionalObject(SUBJECT, "timeout", timeout);
+      numberInRange(SUBJECT, "timeout.milliseconds", timeout.milliseconds, 1);
+      isFunction(SUBJECT, "timeout.handler", timeout.handler);
+    }
+    if (onSettled !== undefined) isFunction(SUBJECT, "onSettled", onSettled);
+    isFunction(SUBJECT, "reporter", reporter);
+
+    this.#consumer = consumer;
+    this.#errorHandler = errorHandler as SinkErrorHandler<unknown, Y>;
+    this.#free = kind === "concurrent" ? concurrency : kind === "sequential" ? 1 : Infinity;
+    this.#maxPending = kind === "concurrent" ? maxPending : Infinity;
+    this.#timeout = timeout;
+    this.#onSettled = onSettled;
+    this.#reporter = reporter;
+  }
+
+  add(updates: Y[]): Promise<number> {
+    const now = Date.now();
+    for (const update of updates) {
+      const entry: Entry<Y> = { update, state: "queued", takenAt: now };
+      this.#pending.add(entry);
+      if (this.#free > 0) {
+        this.#free--;
+        this.#start(entry);
+      } else {
+        this.#queued.push(entry);
+      }
+    }
+    const capacity = this.#capacity();
+    if (capacity > 0) return Promise.resolve(capacity);
+    return new Promise((resolve) => this.#capacityWaiters.push(resolve));
+  }
+
+  size(): number {
+    return this.#pending.size;
+  }
+
+  snapshot(): Y[] {
+    return Array.from(this.#pending, (entry) => entry.update);
+  }
+
+  /** Resolves once every update taken has settled. */
+  finished(): Promise<void> {
+    if (this.#pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#finishedWaiters.push(resolve));
+  }
+
+  idle(): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  stats(): SinkStats {
+    const oldest = this.#pending.values().next();
+    return {
+      handled: this.#handled,
+      failed: this.#failed,
+      timedOut: this.#timedOut,
+      running: this.#running,
+      waitingForKey: this.#waitingForKey,
+      waitingForSlot: this.#queued.length + this.#returningCount,
+      pending: this.#pending.size,
+      oldestPendingSince: oldest.done ? undefined : oldest.value.takenAt,
+    };
+  }
+
+  #capacity(): number {
+    return Math.min(this.#free, this.#maxPending - this.#pending.size);
+  }
+
+  #isIdle(): boolean {
+    return this.#tasks === 0 && this.#pending.size === 0;
+  }
+
+  #start(entry: Entry<Y>): void {
+    entry.state = "running";
+    this.#running++;
+    this.#tasks++;
+    registerSlot(entry.update, {
+      release: () => this.#releaseForKey(entry),
+      acquire: () => this.#acquireAfterKey(entry),
+    });
+    this.#armTimer(entry);
+    let task: Promise<void>;
+    try {
+      task = Promise.resolve(this.#consumer.consume(entry.update));
+    } catch (error) {
+      task = Promise.reject(error);
+    }
+    entry.task = task;
+    task.then(
+      () => this.#settle(entry, "handled"),
+      (error) => this.#fail(entry, error),
+    );
+  }
+
+  async #fail(entry: Entry<Y>, error: unknown): Promise<void> {
+    if (entry.state === "timedOut") {
+      safeReport(this.#reporter, {
+        source: "lateFailure",
+        message: `An update failed after it had timed out: ${describe(error)}`,
+        error,
+      });
+    } else {
+      try {
+        await this.#errorHandler(error, entry.update);
+      } catch (thrown) {
+        safeReport(this.#reporter, {
+          source: "errorHandler",
+          message: `The error handler threw (set one with bot.catch): ${describe(thrown)}`,
+          error: thrown,
+        });
+      }
+    }
+    this.#settle(entry, "failed");
+  }
+
+  #settle(entry: Entry<Y>, outcome: Outcome): void {
+    this.#tasks--;
+    if (entry.state !== "timedOut") {
+      this.#finish(entry);
+      if (outcome === "handled") this.#handled++;
+      else this.#failed++;
+      this.#notifySettled(entry.update, outcome);
+    }
+    this.#wake();
+  }
+
+  #timeOut(entry: Entry<Y>): void {
+    if (entry.state !== "running") return;
+    this.#finish(entry);
+    entry.state = "timedOut";
+    this.#timedOut++;
+    try {
+      this.#timeout?.handler(entry.update, entry.task as Promise<void>);
+    } catch (error) {
+      safeReport(this.#reporter, {
+        source: "timeoutHandler",
+        message: `The timeout handler threw: ${describe(error)}`,
+        error,
+      });
+    }
+    this.#notifySettled(entry.update, "timedOut");
+    this.#wake();
+  }
+
+  /** Takes an entry out of the books and frees what it held. */
+  #finish(entry: Entry<Y>): void {
+    clearTimeout(entry.timer);
+    const state = entry.state;
+    entry.state = "done";
+    this.#pending.delete(entry);
+    unregisterSlot(entry.update);
+    if (state === "running") {
+      this.#running--;
+      this.#releasePermit();
+    } else if (state === "released") {
+      this.#waitingForKey--;
+    } else if (state === "returning") {
+      this.#returningCount--;
+    }
+  }
+
+  #notifySettled(update: Y, outcome: Outcome): void {
+    if (this.#onSettled === undefined) return;
+    try {
+      this.#onSettled(update, outcome);
+    } catch (error) {
+      safeReport(this.#reporter, {
+        source: "onSettled",
+        message: `The onSettled callback threw: ${describe(error)}`,
+        error,
+      });
+    }
+  }
+
+  /** Hands a free permit on: first to updates whose key came free, then to new ones. */
+  #releasePermit(): void {
+    for (let entry = this.#returning.shift(); entry !== undefined; entry = this.#returning.shift()) {
+      if (entry.state !== "returning") continue;
+      this.#returningCount--;
+      entry.state = "running";
+      this.#running++;
+      this.#armTimer(entry);
+      entry.resume?.();
+      return;
+    }
+    const next = this.#queued.shift();
+    if (next !== undefined) this.#start(next);
+    else this.#free++;
+  }
+
+  #releaseForKey(entry: Entry<Y>): void {
+    if (entry.state !== "running") return;
+    clearTimeout(entry.timer);
+    entry.state = "released";
+    this.#running--;
+    this.#waitingForKey++;
+    this.#releasePermit();
+    this.#wake();
+  }
+
+  #acquireAfterKey(entry: Entry<Y>): Promise<void> {
+    if (entry.state !== "released") return Promise.resolve();
+    this.#waitingForKey--;
+    if (this.#free > 0) {
+      this.#free--;
+      entry.state = "running";
+      this.#running++;
+      this.#armTimer(entry);
+      return Promise.resolve();
+    }
+    entry.state = "returning";
+    this.#returningCount++;
+    this.#returning.push(entry);
+    return new Promise((resolve) => (entry.resume = resolve));
+  }
+
+  #armTimer(entry: Entry<Y>): void {
+    if (this.#timeout === undefined) return;
+    entry.timer = setTimeout(() => this.#timeOut(entry), this.#timeout.milliseconds);
+  }
+
+  /** Resolves whoever waits for capacity, for all updates to settle, or for idleness. */
+  #wake(): void {
+    if (this.#capacityWaiters.length > 0) {
+      const capacity = this.#capacity();
+      if (capacity > 0) {
+        const waiters = this.#capacityWaiters;
+        this.#capacityWaiters = [];
+        for (const resolve of waiters) resolve(capacity);
+      }
+    }
+    if (this.#pending.size === 0 && this.#finishedWaiters.length > 0) {
+      const waiters = this.#finishedWaiters;
+      this.#finishedWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+    if (this.#isIdle() && this.#idleWaiters.length > 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+}

@@ -1,0 +1,51 @@
+// Shared test helpers: gates, microtask flushing, small fakes.
+
+/** A promise with its resolve function, to release a handler at the right moment. */
+export function gate(): { promise: Promise<void>; open: () => void } {
+  const { promise, resolve } = Promise.withResolvers<void>();
+  return { promise, open: () => resolve() };
+}
+
+/** Lets every queued microtask and ready timer callback run. */
+export function flush(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** Whether `promise` is still pending after the microtask queue drained. */
+export async function isPending(promise: Promise<unknown>): Promise<boolean> {
+  const marker = Symbol("pending");
+  const result = await Promise.race([promise.then(() => undefined, () => undefined), flush().then(() => marker)]);
+  return result === marker;
+}
+
+/** Waits until `condition()` holds, checking every few ms, failing after `limit` ms. */
+export async function until(condition: () => boolean, limit = 10_000, what = "condition"): Promise<void> {
+  const start = Date.now();
+  while (!condition()) {
+    if (Date.now() - start > limit) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** A deterministic pseudo-random generator (mulberry32). */
+export function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Sleeps `ms`; used only to simulate handler work, never to order events. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A minimal update for unit tests. */
+export interface TestUpdate {
+  update_id: number;
+  key?: string | string[];
+}

@@ -1,0 +1,338 @@
+import assert from "node:assert/strict";
+import {
+  createBatchSink,
+  createConcurrentSink,
+  createSequentialSink,
+  type Report,
+  sequentialize,
+  type UpdateSink,
+} from "../mod.ts";
+import { flush, gate, isPending } from "./_helpers.ts";
+
+type U = { update_id: number; key?: string };
+const updates = (...ids: number[]): U[] => ids.map((update_id) => ({ update_id }));
+
+/** A consumer whose updates finish only when the test opens their gate. */
+function gated() {
+  const gates = new Map<number, ReturnType<typeof gate>>();
+  const started: number[] = [];
+  let running = 0;
+  let peak = 0;
+  return {
+    started,
+    get running() {
+      return running;
+    },
+    get peak() {
+      return peak;
+    },
+    open: (id: number) => gates.get(id)?.open(),
+    consume: async (update: U) => {
+      const g = gate();
+      gates.set(update.update_id, g);
+      started.push(update.update_id);
+      peak = Math.max(peak, ++running);
+      try {
+        await g.promise;
+      } finally {
+        running--;
+      }
+    },
+  };
+}
+
+Deno.test("concurrent sink never runs more than `concurrency` updates at once", async () => {
+  const consumer = gated();
+  const sink = createConcurrentSink(consumer, async () => {}, { concurrency: 2 });
+  const capacity = sink.handle(updates(1, 2, 3, 4));
+  await flush();
+  assert.deepEqual(consumer.started, [1, 2]);
+  assert.equal(sink.size(), 4);
+  assert.ok(await isPending(capacity), "no capacity while both slots are taken");
+  consumer.open(1);
+  await flush();
+  assert.deepEqual(consumer.started, [1, 2, 3]);
+  for (const id of [2, 3, 4]) {
+    consumer.open(id);
+    await flush();
+  }
+  assert.equal(await capacity, 1, "one slot is free again");
+  await sink.idle?.();
+  assert.equal(consumer.peak, 2);
+  assert.equal(sink.size(), 0);
+});
+
+Deno.test("concurrent sink resolves handle() with the free capacity (backpressure)", async () => {
+  const consumer = gated();
+  const sink = createConcurrentSink(consumer, async () => {}, { concurrency: 5 });
+  assert.equal(await sink.handle(updates(1, 2)), 3);
+  const full = sink.handle(updates(3, 4, 5));
+  assert.ok(await isPending(full));
+  consumer.open(4);
+  assert.equal(await full, 1);
+  for (const id of [1, 2, 3, 5]) consumer.open(id);
+  await sink.idle?.();
+});
+
+Deno.test("concurrent sink passes middleware errors with the update to the error handler", async () => {
+  const errors: [unknown, U][] = [];
+  const sink = createConcurrentSink<U, Error>(
+    { consume: (u) => u.update_id === 2 ? Promise.reject(new Error("boom")) : Promise.resolve() },
+    async (error, update) => void errors.push([error, update]),
+  );
+  await sink.handle(updates(1, 2, 3));
+  await sink.idle?.();
+  assert.equal(errors.length, 1);
+  assert.match(String(errors[0]![0]), /boom/);
+  assert.deepEqual(errors[0]![1], { update_id: 2 });
+  assert.deepEqual(sink.stats?.(), {
+    handled: 2,
+    failed: 1,
+    timedOut: 0,
+    running: 0,
+    waitingForKey: 0,
+    waitingForSlot: 0,
+    pending: 0,
+    oldestPendingSince: undefined,
+  });
+});
+
+Deno.test("concurrent sink reports an error handler that throws and keeps going", async () => {
+  const reports: Report[] = [];
+  const sink = createConcurrentSink<U>(
+    { consume: () => Promise.reject(new Error("middleware")) },
+    () => {
+      throw new Error("handler broke");
+    },
+    { reporter: (report) => void reports.push(report) },
+  );
+  await sink.handle(updates(1, 2));
+  await sink.idle?.();
+  assert.equal(reports.length, 2);
+  assert.equal(reports[0]!.source, "errorHandler");
+  assert.match(reports[0]!.message, /handler broke/);
+  assert.equal(sink.stats?.().failed, 2);
+});
+
+Deno.test("concurrent sink treats a consumer that throws synchronously as failed", async () => {
+  const errors: unknown[] = [];
+  const sink = createConcurrentSink<U>(
+    {
+      consume: () => {
+        throw new Error("sync");
+      },
+    },
+    async (error) => void errors.push(error),
+  );
+  await sink.handle(updates(1));
+  await sink.idle?.();
+  assert.equal(errors.length, 1);
+});
+
+Deno.test("a timed-out update frees its slot and the timeout handler gets its task", async () => {
+  const consumer = gated();
+  const timedOut: [U, Promise<void>][] = [];
+  const settled: string[] = [];
+  const sink = createConcurrentSink(consumer, async () => {}, {
+    concurrency: 1,
+    timeout: { milliseconds: 20, handler: (update, task) => void timedOut.push([update, task]) },
+    onSettled: (update, outcome) => void settled.push(`${update.update_id}:${outcome}`),
+  });
+  const capacity = sink.handle(updates(1, 2));
+  await flush();
+  assert.deepEqual(consumer.started, [1]);
+  const idle = sink.idle!();
+  while (consumer.started.length < 2) await new Promise((ok) => setTimeout(ok, 5));
+  assert.equal(timedOut.length, 1);
+  assert.deepEqual(timedOut[0]![0], { update_id: 1 });
+  assert.deepEqual(settled, ["1:timedOut"]);
+  assert.equal(sink.size(), 1, "the timed-out update is no longer counted");
+  assert.ok(await isPending(capacity), "update 2 holds the only slot");
+  assert.ok(await isPending(timedOut[0]![1]), "its task is still running");
+  assert.ok(await isPending(idle), "idle() waits for timed-out tasks too");
+  consumer.open(2);
+  consumer.open(1);
+  await idle;
+  assert.equal(await capacity, 1);
+  assert.deepEqual(settled, ["1:timedOut", "2:handled"]);
+  assert.equal(sink.stats?.().timedOut, 1);
+});
+
+Deno.test("a failure after a timeout is reported, not passed to the error handler", async () => {
+  const reports: Report[] = [];
+  let errors = 0;
+  const failLater = gate();
+  const sink = createConcurrentSink<U>(
+    { consume: () => failLater.promise.then(() => Promise.reject(new Error("late"))) },
+    async () => void errors++,
+    {
+      timeout: { milliseconds: 5, handler: () => failLater.open() },
+      reporter: (report) => void reports.push(report),
+    },
+  );
+  await sink.handle(updates(1));
+  await sink.idle?.();
+  assert.equal(errors, 0);
+  assert.equal(reports.length, 1);
+  assert.equal(reports[0]!.source, "lateFailure");
+});
+
+Deno.test("an update waiting for its key holds no slot, so other chats run (no starvation)", async () => {
+  const ordered = sequentialize((ctx: { update: U }) => ctx.update.key);
+  const hot = gate();
+  const log: number[] = [];
+  const sink = createConcurrentSink<U>(
+    {
+      consume: (update) =>
+        ordered({ update }, async () => {
+          if (update.key === "hot") await hot.promise;
+          log.push(update.update_id);
+        }),
+    },
+    async () => {},
+    { concurrency: 2 },
+  );
+  // Five updates of the hot chat, then three cold chats, with two slots.
+  const batch = [1, 2, 3, 4, 5].map((id) => ({ update_id: id, key: "hot" }))
+    .concat([6, 7, 8].map((id) => ({ update_id: id, key: `cold${id}` })));
+  await sink.handle(batch);
+  await flush();
+  assert.deepEqual(log, [6, 7, 8], "cold chats finish while the hot chain is blocked");
+  const stats = sink.stats!();
+  assert.equal(stats.running, 1, "only the head of the hot chain holds a slot");
+  assert.equal(stats.waitingForKey, 4);
+  hot.open();
+  await sink.idle?.();
+  assert.deepEqual(log, [6, 7, 8, 1, 2, 3, 4, 5]);
+});
+
+Deno.test("an update whose key came free takes the next slot ahead of new updates", async () => {
+  const ordered = sequentialize((ctx: { update: U }) => ctx.update.key);
+  const gates = new Map<number, ReturnType<typeof gate>>();
+  const started: number[] = [];
+  const sink = createConcurrentSink<U>(
+    {
+      consume: (update) =>
+        ordered({ update }, async () => {
+          started.push(update.update_id);
+          const g = gate();
+          gates.set(update.update_id, g);
+          await g.promise;
+        }),
+    },
+    async () => {},
+    { concurrency: 2 },
+  );
+  sink.handle([{ update_id: 1, key: "a" }, { update_id: 2, key: "a" }, { update_id: 3, key: "b" }]);
+  sink.handle([{ update_id: 4, key: "c" }]);
+  await flush();
+  assert.deepEqual(started, [1, 3]);
+  assert.equal(sink.stats!().waitingForSlot, 1);
+  gates.get(1)!.open(); // 2's key is free; 4 has waited longer for a slot, but 2 goes first
+  await flush();
+  assert.deepEqual(started, [1, 3, 2]);
+  gates.get(3)!.open();
+  await flush();
+  assert.deepEqual(started, [1, 3, 2, 4]);
+  gates.get(2)!.open();
+  gates.get(4)!.open();
+  await sink.idle?.();
+});
+
+Deno.test("a timed-out update keeps its key until its task really ends", async () => {
+  const ordered = sequentialize((ctx: { update: U }) => ctx.update.key);
+  const first = gate();
+  const log: string[] = [];
+  const sink = createConcurrentSink<U>(
+    {
+      consume: (update) =>
+        ordered({ update }, async () => {
+          log.push(`start ${update.update_id}`);
+          if (update.update_id === 1) await first.promise;
+        }),
+    },
+    async () => {},
+    { timeout: { milliseconds: 10, handler: () => log.push("timeout") } },
+  );
+  await sink.handle([{ update_id: 1, key: "a" }, { update_id: 2, key: "a" }]);
+  while (!log.includes("timeout")) await new Promise((ok) => setTimeout(ok, 2));
+  await flush();
+  assert.deepEqual(log, ["start 1", "timeout"], "2 must wait although 1 timed out");
+  first.open();
+  await sink.idle?.();
+  assert.deepEqual(log, ["start 1", "timeout", "start 2"]);
+});
+
+Deno.test("the sink holds at most `maxPending` unfinished updates", async () => {
+  const ordered = sequentialize((ctx: { update: U }) => ctx.update.key);
+  const hot = gate();
+  const sink = createConcurrentSink<U>(
+    { consume: (update) => ordered({ update }, () => hot.promise) },
+    async () => {},
+    { concurrency: 2, maxPending: 4 },
+  );
+  assert.equal(await sink.handle([{ update_id: 1, key: "h" }, { update_id: 2, key: "h" }]), 1);
+  const full = sink.handle([{ update_id: 3, key: "h" }, { update_id: 4, key: "h" }]);
+  assert.ok(await isPending(full), "slots are free but the buffer is full");
+  hot.open();
+  assert.ok((await full) > 0);
+  await sink.idle?.();
+});
+
+Deno.test("snapshot() lists the unfinished updates in the order they were taken", async () => {
+  const consumer = gated();
+  const sink = createConcurrentSink(consumer, async () => {}, { concurrency: 1 });
+  sink.handle(updates(5, 6, 7));
+  consumer.open(5);
+  await flush();
+  assert.deepEqual(sink.snapshot(), updates(6, 7));
+  consumer.open(6);
+  await flush();
+  consumer.open(7);
+  await sink.idle?.();
+  assert.deepEqual(sink.snapshot(), []);
+});
+
+Deno.test("sequential sink handles one update after another", async () => {
+  const consumer = gated();
+  const sink: UpdateSink<U> = createSequentialSink(consumer, async () => {});
+  const done = sink.handle(updates(1, 2));
+  await flush();
+  assert.deepEqual(consumer.started, [1]);
+  consumer.open(1);
+  await flush();
+  assert.deepEqual(consumer.started, [1, 2]);
+  consumer.open(2);
+  assert.equal(await done, Infinity);
+});
+
+Deno.test("batch sink runs a batch at once and resolves when all of it is done", async () => {
+  const consumer = gated();
+  const sink = createBatchSink(consumer, async () => {});
+  const done = sink.handle(updates(1, 2, 3));
+  await flush();
+  assert.deepEqual(consumer.started, [1, 2, 3]);
+  consumer.open(1);
+  consumer.open(2);
+  assert.ok(await isPending(done));
+  consumer.open(3);
+  assert.equal(await done, Infinity);
+});
+
+Deno.test("sinks reject bad options, naming the option and the value", async (t) => {
+  const consumer = { consume: async () => {} };
+  const handler = async () => {};
+  const cases: [string, () => unknown, string, RegExp][] = [
+    ["concurrency 0", () => createConcurrentSink(consumer, handler, { concurrency: 0 }), "RangeError", /'concurrency' must be a positive integer: current value is 0/],
+    ["concurrency 1.5", () => createConcurrentSink(consumer, handler, { concurrency: 1.5 }), "RangeError", /'concurrency'.*1\.5/],
+    ["concurrency string", () => createConcurrentSink(consumer, handler, { concurrency: "5" as never }), "TypeError", /'concurrency'.*"5"/],
+    ["maxPending below concurrency", () => createConcurrentSink(consumer, handler, { concurrency: 10, maxPending: 5 }), "RangeError", /'maxPending' must be at least 'concurrency' \(10\): current value is 5/],
+    ["timeout.milliseconds -1", () => createConcurrentSink(consumer, handler, { timeout: { milliseconds: -1, handler() {} } }), "RangeError", /'timeout.milliseconds'.*-1/],
+    ["timeout.handler missing", () => createConcurrentSink(consumer, handler, { timeout: { milliseconds: 5 } as never }), "TypeError", /'timeout.handler' must be a function/],
+    ["consumer without consume", () => createConcurrentSink({} as never, handler), "TypeError", /'consumer.consume' must be a function/],
+    ["error handler missing", () => createSequentialSink(consumer, undefined as never), "TypeError", /'errorHandler' must be a function/],
+  ];
+  for (const [name, create, type, message] of cases) {
+    await t.step(name, () => assert.throws(create, { name: type, message }));
+  }
+});
