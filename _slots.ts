@@ -13,6 +13,17 @@ export interface Slot {
   release(): void;
   /** Takes a slot again, ahead of updates that have not started yet. */
   acquire(): Promise<void>;
+  /**
+   * Hands a resource (a worker pool) to the sink running the update; the
+   * runner closes it at the end of `stop()`, after the sink drained.
+   */
+  adopt(resource: Closable): void;
+}
+
+/** Something the runner closes when it stops. */
+export interface Closable {
+  /** Releases the resource (terminates threads, closes handles). */
+  close(): Promise<void> | void;
 }
 
 const slots = new WeakMap<object, Slot>();

@@ -228,6 +228,7 @@ class Runner<Y> {
     this.#epoch++;
     this.#source.close();
     await this.#idle();
+    await this.#sink.close?.();
     this.#state = "idle";
     this.#task?.reject(error);
   }
@@ -250,6 +251,7 @@ class Runner<Y> {
       if (!inTime) unfinished = this.#sink.snapshot();
     }
     await this.#source.confirm?.();
+    await this.#sink.close?.();
     this.#state = "idle";
     this.#task?.resolve();
     return { unfinished };

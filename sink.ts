@@ -21,7 +21,7 @@
 
 import { Queue } from "./_async.ts";
 import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
-import { registerSlot, unregisterSlot } from "./_slots.ts";
+import { type Closable, registerSlot, unregisterSlot } from "./_slots.ts";
 import { describe } from "./_redact.ts";
 import { isFunction, numberInRange, optionalObject, positiveInteger } from "./_validate.ts";
 
@@ -57,6 +57,11 @@ export interface UpdateSink<Y> {
   idle?: () => Promise<void>;
   /** Counters for `RunnerHandle.stats()`. */
   stats?: () => SinkStats;
+  /**
+   * Closes what middleware handed to the sink (e.g. the worker pools of
+   * `distribute()`). The runner calls it at the end of `stop()`.
+   */
+  close?: () => Promise<void>;
 }
 
 /** A snapshot of what a sink is doing; cheap to take every second. */
@@ -168,6 +173,7 @@ export function createConcurrentSink<Y, R = unknown>(
     snapshot: () => core.snapshot(),
     idle: () => core.idle(),
     stats: () => core.stats(),
+    close: () => core.close(),
   };
 }
 
@@ -247,6 +253,7 @@ function batchWise<Y>(core: SinkCore<Y>): UpdateSink<Y> {
     snapshot: () => core.snapshot(),
     idle: () => core.idle(),
     stats: () => core.stats(),
+    close: () => core.close(),
   };
 }
 
@@ -286,6 +293,7 @@ class SinkCore<Y> {
   #capacityWaiters: ((capacity: number) => void)[] = [];
   #finishedWaiters: (() => void)[] = [];
   #idleWaiters: (() => void)[] = [];
+  readonly #adopted = new Set<Closable>();
 
   constructor(
     consumer: UpdateConsumer<Y>,
@@ -368,6 +376,22 @@ class SinkCore<Y> {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  /** Closes every resource middleware handed over, reporting failures. */
+  async close(): Promise<void> {
+    const resources = [...this.#adopted];
+    this.#adopted.clear();
+    const results = await Promise.allSettled(resources.map((resource) => resource.close()));
+    for (const result of results) {
+      if (result.status === "rejected") {
+        safeReport(this.#reporter, {
+          source: "stop",
+          message: `A resource could not be closed: ${describe(result.reason)}`,
+          error: result.reason,
+        });
+      }
+    }
+  }
+
   stats(): SinkStats {
     const oldest = this.#pending.values().next();
     return {
@@ -397,6 +421,7 @@ class SinkCore<Y> {
     registerSlot(entry.update, {
       release: () => this.#releaseForKey(entry),
       acquire: () => this.#acquireAfterKey(entry),
+      adopt: (resource) => void this.#adopted.add(resource),
     });
     this.#armTimer(entry);
     let task: Promise<void>;

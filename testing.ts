@@ -1,0 +1,800 @@
+/**
+ * A fake Telegram Bot API server for tests, demos and benchmarks. It listens
+ * on 127.0.0.1 and answers grammY's real `Bot` over real HTTP: `getUpdates`
+ * long-polls and confirms through `offset` like Telegram, faults come from a
+ * seeded random generator, and `sendMessage` records what the bot sent.
+ *
+ * @example
+ * ```ts
+ * import { Bot } from "grammy";
+ * import { FakeBotApi } from "@grammyx/runner/testing";
+ * import assert from "node:assert/strict";
+ *
+ * await using api = await FakeBotApi.start();
+ * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+ * api.pushMessages(2, { text: (index) => `hello ${index}` });
+ * const updates = await bot.api.getUpdates();
+ * assert.deepEqual(updates.map((u) => u.message?.text), ["hello 0", "hello 1"]);
+ * ```
+ *
+ * @module
+ */
+import type { Message, Update, UserFromGetMe } from "grammy/types";
+
+/**
+ * Faults injected into `getUpdates` answers, each with its probability. They
+ * are drawn from the seeded random generator, so a seed replays them.
+ *
+ * @example
+ * ```ts
+ * import { Bot, GrammyError } from "grammy";
+ * import { FakeBotApi } from "@grammyx/runner/testing";
+ * import assert from "node:assert/strict";
+ *
+ * await using api = await FakeBotApi.start({ faults: { serverError: 1 } });
+ * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+ * await assert.rejects(bot.api.getUpdates(), GrammyError);
+ * assert.equal(api.stats.getUpdatesErrors, 1);
+ * ```
+ */
+export interface FaultOptions {
+  /** Probability (0..1) of an HTTP 500 "Internal Server Error". @default 0 */
+  serverError?: number;
+  /** Probability of a 429 "Too Many Requests: retry after N". @default 0 */
+  tooManyRequests?: number;
+  /** `retry_after` seconds of 429 answers, fractions allowed. @default 1 */
+  retryAfter?: number;
+  /** Probability that the answer breaks off after part of its body. @default 0 */
+  cut?: number;
+  /**
+   * Probability of a malformed 200 answer: alternately a body that is not
+   * JSON, and an update that lacks `update_id`. @default 0
+   */
+  malformed?: number;
+}
+
+/**
+ * Options of {@linkcode FakeBotApi.start}.
+ *
+ * @example
+ * ```ts
+ * import { FakeBotApi } from "@grammyx/runner/testing";
+ * import assert from "node:assert/strict";
+ *
+ * await using api = await FakeBotApi.start({ firstUpdateId: 100, seed: 7 });
+ * assert.deepEqual(api.pushMessages(2), [100, 101]);
+ * ```
+ */
+export interface FakeBotApiOptions {
+  /** Token that requests must use; its number is the bot id. @default "123456:TEST-fake-token" */
+  token?: string;
+  /** Seed of the random generator of faults and synthetic updates. @default 1 */
+  seed?: number;
+  /** Faults injected into `getUpdates` answers. @default {} */
+  faults?: FaultOptions;
+  /** Latency added to `sendMessage` answers, in milliseconds. @default 0 */
+  sendMessageLatency?: number;
+  /** `update_id` of the first pushed update. @default 1 */
+  firstUpdateId?: number;
+}
+
+/**
+ * Counters of a {@linkcode FakeBotApi}, from its `stats` getter.
+ *
+ * @example
+ * ```ts
+ * import { Bot } from "grammy";
+ * import { FakeBotApi } from "@grammyx/runner/testing";
+ * import assert from "node:assert/strict";
+ *
+ * await using api = await FakeBotApi.start();
+ * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+ * const [id] = api.pushMessages(1);
+ * await bot.api.getUpdates();
+ * await bot.api.getUpdates({ offset: id! + 1 });
+ * assert.equal(api.stats.delivered, 1);
+ * assert.equal(api.stats.confirmed, 1);
+ * assert.deepEqual(api.stats.requests, { getUpdates: 2 });
+ * ```
+ */
+export interface FakeBotApiStats {
+  /** Updates sent in `getUpdates` answers, re-deliveries included. */
+  delivered: number;
+  /** Updates confirmed, and so forgotten, through `offset`. */
+  confirmed: number;
+  /** Deliveries of an update that had been delivered before. */
+  redelivered: number;
+  /** Ids of the updates that were delivered more than once. */
+  redeliveredIds: ReadonlySet<number>;
+  /** Requests per method name, counting those with the right token. */
+  requests: Readonly<Record<string, number>>;
+  /** `getUpdates` calls answered with a fault or a 409 conflict. */
+  getUpdatesErrors: number;
+}
+
+/**
+ * Options of {@linkcode FakeBotApi.pushMessages}.
+ *
+ * @example
+ * ```ts
+ * import { FakeBotApi } from "@grammyx/runner/testing";
+ * import assert from "node:assert/strict";
+ *
+ * await using api = await FakeBotApi.start();
+ * assert.equal(api.pushMessages(3, { chatOf: (index) => index % 2 }).length, 3);
+ * ```
+ */
+export interface PushMessagesOptions {
+  /** Number of private chats to pick from, ids 1 to `chats`. @default 1 */
+  chats?: number;
+  /** Chat id of the message at `index`. @default a seeded random chat */
+  chatOf?: (index: number, random: () => number) => number;
+  /** Sender id of the message at `index`. @default the chat id */
+  userOf?: (index: number, chatId: number) => number;
+  /** Text of the message at `index`. @default `message ${index}` */
+  text?: (index: number) => string;
+}
+
+/**
+ * An update for {@linkcode FakeBotApi.push}: a grammY `Update`, with or
+ * without `update_id`. (Tagged so that `deno doc --lint` accepts a type of
+ * another package in a public signature.)
+ *
+ * @internal
+ */
+type UpdateToPush = Omit<Update, "update_id"> | Update;
+
+type Answer =
+  | { ok: true; result: unknown }
+  | {
+    ok: false;
+    error_code: number;
+    description: string;
+    parameters?: { retry_after: number } | undefined;
+  };
+interface Pending {
+  update: Update;
+  delivered: boolean;
+}
+interface HeldPoll {
+  offset: number;
+  limit: number;
+  answer(answer: Answer): void;
+}
+interface Waiter {
+  offset: number;
+  settle(error?: unknown): void;
+}
+
+const CONFLICT = "Conflict: terminated by other getUpdates request; " +
+  "make sure that only one bot instance is running";
+const FAULTS = ["serverError", "tooManyRequests", "cut", "malformed"] as const;
+const JSON_TYPE = { "content-type": "application/json" };
+const HTML_TYPE = { "content-type": "text/html" };
+const MESSAGE = {
+  message_id: 1,
+  date: 0,
+  chat: { id: 1, type: "private", first_name: "User" },
+};
+const encoder = new TextEncoder();
+
+/**
+ * A fake Telegram Bot API server on 127.0.0.1 for grammY bots. Start it, point
+ * a `Bot` at its `apiRoot`, push updates, then check what the bot confirmed
+ * and sent. Close it with `await using` or {@linkcode FakeBotApi.close}.
+ *
+ * @example
+ * ```ts
+ * import { Bot } from "grammy";
+ * import { FakeBotApi } from "@grammyx/runner/testing";
+ * import assert from "node:assert/strict";
+ *
+ * await using api = await FakeBotApi.start();
+ * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+ * bot.on("message:text", (ctx) => ctx.reply(ctx.msg.text.toUpperCase()));
+ * await bot.init();
+ * api.pushMessages(1, { text: () => "hi" });
+ * for (const update of await bot.api.getUpdates()) {
+ *   await bot.handleUpdate(update);
+ * }
+ * assert.deepEqual(api.sentMessages, [{ chat_id: 1, text: "HI" }]);
+ * ```
+ */
+export class FakeBotApi implements AsyncDisposable {
+  /** Root URL for grammY's `client.apiRoot`: "http://127.0.0.1:PORT". */
+  readonly apiRoot: string;
+  /** Token that requests must use. */
+  readonly token: string;
+  #server: Deno.HttpServer<Deno.NetAddr>;
+  #me: UserFromGetMe;
+  #faults: Required<FaultOptions>;
+  #sendMessageLatency: number;
+  #firstUpdateId: number;
+  #nextUpdateId: number;
+  #faultRandom: () => number;
+  #updateRandom: () => number;
+  /** Unconfirmed updates are `#queue[#head]` onwards, in id order. */
+  #queue: Pending[] = [];
+  #head = 0;
+  #enqueuedAt: number[] = [];
+  #offset = 0;
+  #held: HeldPoll | undefined;
+  #waiters = new Set<Waiter>();
+  #conflictUntil = 0;
+  #malformedAnswers = 0;
+  #messageId = 0;
+  #sent: Array<{ chat_id: number | string; text: string }> = [];
+  #counts = { delivered: 0, confirmed: 0, redelivered: 0, getUpdatesErrors: 0 };
+  #redeliveredIds = new Set<number>();
+  #requests = new Map<string, number>();
+  #closing = new AbortController();
+  #closed: Promise<void> | undefined;
+
+  /**
+   * Starts a fake Bot API server on 127.0.0.1, on a free port.
+   *
+   * @param options Token, seed, faults and latency of the server.
+   * @returns The running server; close it when done.
+   * @throws {TypeError | RangeError} If an option has the wrong type or range.
+   */
+  static start(options: FakeBotApiOptions = {}): Promise<FakeBotApi> {
+    return Promise.resolve().then(() => new FakeBotApi(options));
+  }
+
+  private constructor(options: FakeBotApiOptions) {
+    const context = "Cannot start fake Bot API";
+    const {
+      token = "123456:TEST-fake-token",
+      seed = 1,
+      faults = {},
+      sendMessageLatency = 0,
+      firstUpdateId = 1,
+    } = options;
+    if (typeof token !== "string" || !/^\d+:[\w-]+$/.test(token)) {
+      // A token is a secret: describe the value rather than print it.
+      const value = typeof token === "string" ? "another string" : format(token);
+      throw new TypeError(
+        `${context} as 'token' must look like '<bot id>:<secret>': current value is ${value}`,
+      );
+    }
+    check(context, "seed", seed, "an integer");
+    check(
+      context,
+      "sendMessageLatency",
+      sendMessageLatency,
+      "a non-negative number",
+    );
+    check(context, "firstUpdateId", firstUpdateId, "a positive integer");
+    this.#faults = readFaults(context, faults);
+    this.token = token;
+    this.#sendMessageLatency = sendMessageLatency;
+    this.#firstUpdateId = this.#nextUpdateId = firstUpdateId;
+    this.#faultRandom = mulberry32(seed);
+    this.#updateRandom = mulberry32(seed ^ 0x5bd1e995);
+    this.#me = {
+      id: Number(token.split(":")[0]),
+      is_bot: true,
+      first_name: "Fake bot",
+      username: "fake_bot",
+      can_join_groups: true,
+      can_read_all_group_messages: false,
+      supports_inline_queries: false,
+      can_connect_to_business: false,
+      has_main_web_app: false,
+      has_topics_enabled: false,
+      allows_users_to_create_topics: false,
+      can_manage_bots: false,
+      supports_join_request_queries: false,
+    };
+    // onError keeps bugs and broken-off bodies off the console and the token
+    // out of what the client reads.
+    const onError = (error: unknown) =>
+      respond(failure(500, String(error).replaceAll(token, "<token>")));
+    this.#server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {}, onError },
+      (request) => this.#handle(request),
+    );
+    this.apiRoot = `http://127.0.0.1:${this.#server.addr.port}`;
+  }
+
+  /** Counters of what happened so far. @returns A copy, a snapshot. */
+  get stats(): FakeBotApiStats {
+    return {
+      ...this.#counts,
+      redeliveredIds: new Set(this.#redeliveredIds),
+      requests: Object.fromEntries(this.#requests),
+    };
+  }
+
+  /** Messages sent through `sendMessage`, in arrival order. */
+  get sentMessages(): ReadonlyArray<
+    { chat_id: number | string; text: string }
+  > {
+    return this.#sent;
+  }
+
+  /**
+   * Queues updates, giving each the next `update_id` in place of any it has,
+   * and answers a held long poll.
+   *
+   * @param updates The updates to queue.
+   * @returns Their ids.
+   */
+  push(...updates: UpdateToPush[]): number[] {
+    return this.#enqueue(updates);
+  }
+
+  /**
+   * Queues `count` text messages in private chats.
+   *
+   * @param count How many messages to queue.
+   * @param options Chats, senders and texts of the messages.
+   * @returns The ids of their updates.
+   * @throws {TypeError | RangeError} If `count` or `options.chats` is not an integer in range.
+   */
+  pushMessages(count: number, options: PushMessagesOptions = {}): number[] {
+    check("Cannot push messages", "count", count, "a non-negative integer");
+    const {
+      chats = 1,
+      chatOf = (_: number, random: () => number) => 1 + Math.floor(random() * chats),
+      userOf = (_: number, chatId: number) => chatId,
+      text = (index: number) => `message ${index}`,
+    } = options;
+    check("Cannot push messages", "chats", chats, "a positive integer");
+    const date = Math.floor(Date.now() / 1000);
+    return this.#enqueue(Array.from({ length: count }, (_, index) => {
+      const id = chatOf(index, this.#updateRandom);
+      const chat = { id, type: "private", first_name: "User" } as const;
+      const from = { id: userOf(index, id), is_bot: false, first_name: "User" };
+      return {
+        message: {
+          message_id: ++this.#messageId,
+          date,
+          chat,
+          from,
+          text: text(index),
+        },
+      };
+    }));
+  }
+
+  /**
+   * Tells when an update was pushed.
+   *
+   * @param updateId The id of the update.
+   * @returns Epoch milliseconds, or `undefined` for an id never pushed.
+   */
+  enqueuedAt(updateId: number): number | undefined {
+    return this.#enqueuedAt[updateId - this.#firstUpdateId];
+  }
+
+  /** Counts the pushed updates not yet confirmed. @returns Their number. */
+  pending(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  /** Tells how far updates are confirmed. @returns The greatest `offset` seen, 0 if none. */
+  offset(): number {
+    return this.#offset;
+  }
+
+  /** Tells whether a `getUpdates` call is held, waiting for updates. @returns `true` if so. */
+  longPolling(): boolean {
+    return this.#held !== undefined;
+  }
+
+  /**
+   * Waits until every update with an id below `offset` is confirmed, that is
+   * until {@linkcode FakeBotApi.offset} reaches `offset`.
+   *
+   * @example
+   * ```ts
+   * import { Bot } from "grammy";
+   * import { FakeBotApi } from "@grammyx/runner/testing";
+   * import assert from "node:assert/strict";
+   *
+   * await using api = await FakeBotApi.start();
+   * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+   * const [id] = api.pushMessages(1);
+   * const confirmed = api.whenConfirmed(id! + 1);
+   * await bot.api.getUpdates({ offset: id! + 1 });
+   * await confirmed;
+   * assert.equal(api.pending(), 0);
+   * ```
+   *
+   * @param offset The offset to wait for.
+   * @param signal Stops the wait, rejecting with its reason.
+   * @returns A promise that resolves once those updates are confirmed.
+   * @throws {Error} If the server is closed first.
+   */
+  whenConfirmed(offset: number, signal?: AbortSignal): Promise<void> {
+    if (this.#offset >= offset) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#closed) return Promise.reject(closedBefore(offset));
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const onAbort = () => waiter.settle(signal?.reason);
+    const waiter: Waiter = {
+      offset,
+      settle: (error) => {
+        this.#waiters.delete(waiter);
+        signal?.removeEventListener("abort", onAbort);
+        if (error === undefined) resolve();
+        else reject(error);
+      },
+    };
+    this.#waiters.add(waiter);
+    signal?.addEventListener("abort", onAbort);
+    return promise;
+  }
+
+  /**
+   * Replaces the faults; those left out become 0, and `retryAfter` 1.
+   *
+   * @param faults The new faults, `{}` for none.
+   * @throws {TypeError | RangeError} If a fault has the wrong type or range.
+   */
+  setFaults(faults: FaultOptions): void {
+    this.#faults = readFaults("Cannot set faults", faults);
+  }
+
+  /**
+   * Acts as if another bot instance polled for a while: the held `getUpdates`
+   * and all that arrive in the next `milliseconds` get a 409 conflict.
+   *
+   * @param milliseconds How long conflicts last.
+   * @throws {TypeError | RangeError} If `milliseconds` is not a duration.
+   */
+  conflictFor(milliseconds: number): void {
+    check(
+      "Cannot simulate a conflict",
+      "milliseconds",
+      milliseconds,
+      "a non-negative number",
+    );
+    this.#conflictUntil = Date.now() + milliseconds;
+    this.#held?.answer(this.#conflict());
+  }
+
+  /**
+   * Answers a held long poll with no updates, stops the server and waits
+   * until it has shut down. Calling it again returns the same promise.
+   *
+   * @returns A promise that resolves once the server is closed.
+   */
+  close(): Promise<void> {
+    this.#closed ??= this.#shutDown();
+    return this.#closed;
+  }
+
+  /** Closes the server, for `await using`. @returns What {@linkcode FakeBotApi.close} returns. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #shutDown(): Promise<void> {
+    this.#closing.abort();
+    this.#held?.answer(success([]));
+    for (const waiter of this.#waiters) {
+      waiter.settle(closedBefore(waiter.offset));
+    }
+    await this.#server.shutdown();
+  }
+
+  async #handle(request: Request): Promise<Response> {
+    const path = /^\/bot([^/]*)\/([^/]+)$/.exec(new URL(request.url).pathname);
+    if (path === null) return respond(failure(404, "Not Found"));
+    if (path[1] !== this.token) return respond(failure(401, "Unauthorized"));
+    const method = path[2]!;
+    this.#requests.set(method, (this.#requests.get(method) ?? 0) + 1);
+    const params = await readParams(request);
+    if (params === undefined) {
+      return respond(failure(400, "Bad Request: cannot parse the parameters"));
+    }
+    if (method === "getUpdates") return this.#getUpdates(params);
+    if (method === "sendMessage") return await this.#sendMessage(params);
+    return respond(success(method === "getMe" ? this.#me : true));
+  }
+
+  #getUpdates(params: Record<string, unknown>): Response {
+    const fault = this.#pickFault();
+    if (fault !== undefined) return fault;
+    if (Date.now() < this.#conflictUntil) return respond(this.#conflict());
+    this.#held?.answer(this.#conflict());
+    const offset = Math.trunc(toNumber(params.offset, 0));
+    const limit = Math.min(
+      Math.max(Math.trunc(toNumber(params.limit, 100)), 1),
+      100,
+    );
+    const timeout = Math.max(toNumber(params.timeout, 0), 0);
+    if (offset > 0) this.#confirm(offset);
+    const selected = this.#select(offset, limit);
+    if (selected.length > 0 || timeout === 0 || this.#closed) {
+      return respond(success(this.#deliver(selected)));
+    }
+    // A held poll sends status 200 at once and its JSON body later: Deno
+    // cancels the body when the client hangs up. (`request.signal` tells that
+    // too, but makes Deno print a deprecation warning.)
+    let body!: ReadableStreamDefaultController<Uint8Array>;
+    const release = () => {
+      clearTimeout(timer);
+      if (this.#held === poll) this.#held = undefined;
+    };
+    const poll: HeldPoll = {
+      offset,
+      limit,
+      answer(answer) {
+        release();
+        body.enqueue(encoder.encode(JSON.stringify(answer)));
+        body.close();
+      },
+    };
+    const stream = new ReadableStream<Uint8Array>({
+      start: (controller) => void (body = controller),
+      cancel: release,
+    });
+    const wait = Math.min(timeout * 1000, 2 ** 31 - 1);
+    const timer = setTimeout(() => poll.answer(success([])), wait);
+    this.#held = poll;
+    return new Response(stream, { headers: JSON_TYPE });
+  }
+
+  /** Decides by the seeded generator whether this call gets a fault. */
+  #pickFault(): Response | undefined {
+    const roll = this.#faultRandom();
+    let threshold = 0;
+    const fault = FAULTS.find((name) => roll < (threshold += this.#faults[name]));
+    if (fault === undefined) return undefined;
+    this.#counts.getUpdatesErrors++;
+    const { retryAfter } = this.#faults;
+    switch (fault) {
+      case "serverError":
+        return respond(failure(500, "Internal Server Error"));
+      case "tooManyRequests":
+        return respond(
+          failure(429, `Too Many Requests: retry after ${retryAfter}`, {
+            retry_after: retryAfter,
+          }),
+        );
+      case "cut":
+        return brokenOff('{"ok":true,"result":[{"update_id":');
+      case "malformed":
+        if (this.#malformedAnswers++ % 2 === 0) {
+          return new Response("<html>Bad Gateway</html>", {
+            headers: HTML_TYPE,
+          });
+        }
+        return respond(success([{ message: { ...MESSAGE, text: "no id" } }]));
+    }
+  }
+
+  #conflict(): Answer {
+    this.#counts.getUpdatesErrors++;
+    return failure(409, CONFLICT);
+  }
+
+  #confirm(offset: number): void {
+    this.#offset = Math.max(this.#offset, offset);
+    const queue = this.#queue;
+    while (
+      this.#head < queue.length && queue[this.#head]!.update.update_id < offset
+    ) {
+      this.#head++;
+      this.#counts.confirmed++;
+    }
+    if (this.#head > 1024 && this.#head * 2 > queue.length) {
+      this.#queue = queue.slice(this.#head);
+      this.#head = 0;
+    }
+    for (const waiter of this.#waiters) {
+      if (waiter.offset <= this.#offset) waiter.settle();
+    }
+  }
+
+  /** Picks the first `limit` unconfirmed updates, or those from the `-offset`th last on. */
+  #select(offset: number, limit: number): Pending[] {
+    const length = this.#queue.length;
+    const start = offset < 0 ? Math.max(this.#head, length + offset) : this.#head;
+    return this.#queue.slice(start, start + limit);
+  }
+
+  #deliver(selected: Pending[]): Update[] {
+    for (const pending of selected) {
+      this.#counts.delivered++;
+      if (pending.delivered) {
+        this.#counts.redelivered++;
+        this.#redeliveredIds.add(pending.update.update_id);
+      }
+      pending.delivered = true;
+    }
+    return selected.map((pending) => pending.update);
+  }
+
+  #enqueue(updates: Array<Omit<Update, "update_id">>): number[] {
+    const now = Date.now();
+    const ids = updates.map((update) => {
+      const id = this.#nextUpdateId++;
+      this.#queue.push({
+        update: { ...update, update_id: id },
+        delivered: false,
+      });
+      this.#enqueuedAt.push(now);
+      return id;
+    });
+    const held = this.#held;
+    const selected = held ? this.#select(held.offset, held.limit) : [];
+    if (selected.length > 0) held?.answer(success(this.#deliver(selected)));
+    return ids;
+  }
+
+  async #sendMessage(params: Record<string, unknown>): Promise<Response> {
+    const { chat_id, text } = params;
+    if (
+      (typeof chat_id !== "number" && typeof chat_id !== "string") ||
+      chat_id === ""
+    ) {
+      return respond(failure(400, "Bad Request: chat_id is empty"));
+    }
+    if (typeof text !== "string" || text === "") {
+      return respond(failure(400, "Bad Request: message text is empty"));
+    }
+    if (!await sleep(this.#sendMessageLatency, this.#closing.signal)) {
+      return respond(
+        failure(500, "Internal Server Error: the server is closing"),
+      );
+    }
+    this.#sent.push({ chat_id, text });
+    const message: Message = {
+      message_id: ++this.#messageId,
+      date: Math.floor(Date.now() / 1000),
+      chat: { id: Number(chat_id), type: "private", first_name: "User" },
+      text,
+    };
+    return respond(success(message));
+  }
+}
+
+/** A 200 answer whose body errors after `start`, so the client sees a network error. */
+function brokenOff(start: string): Response {
+  const body = new ReadableStream<Uint8Array>({
+    start: (controller) => controller.enqueue(encoder.encode(start)),
+    pull: (controller) => controller.error(new Error("Connection cut")),
+  });
+  return new Response(body, { headers: JSON_TYPE });
+}
+
+function success(result: unknown): Answer {
+  return { ok: true, result };
+}
+
+function failure(
+  code: number,
+  description: string,
+  parameters?: { retry_after: number },
+): Answer {
+  return { ok: false, error_code: code, description, parameters };
+}
+
+function respond(answer: Answer): Response {
+  return Response.json(answer, { status: answer.ok ? 200 : answer.error_code });
+}
+
+/** Reads the JSON or multipart parameters of a call. @returns `undefined` if unreadable. */
+async function readParams(
+  request: Request,
+): Promise<Record<string, unknown> | undefined> {
+  try {
+    if (
+      request.headers.get("content-type")?.startsWith("multipart/form-data")
+    ) {
+      const params: Record<string, unknown> = {};
+      for (const [name, value] of await request.formData()) {
+        params[name] = typeof value === "string" ? value : value.name;
+      }
+      return params;
+    }
+    const text = await request.text();
+    const params: unknown = text === "" ? {} : JSON.parse(text);
+    const isObject = typeof params === "object" && params !== null &&
+      !Array.isArray(params);
+    return isObject ? params as Record<string, unknown> : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits unless `signal` aborts first. @returns Whether the time passed. */
+function sleep(milliseconds: number, signal: AbortSignal): Promise<boolean> {
+  if (milliseconds === 0 || signal.aborted) {
+    return Promise.resolve(!signal.aborted);
+  }
+  return new Promise((resolve) => {
+    const done = (passed: boolean) => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      resolve(passed);
+    };
+    const onAbort = () => done(false);
+    const timer = setTimeout(() => done(true), milliseconds);
+    signal.addEventListener("abort", onAbort);
+  });
+}
+
+function readFaults(
+  context: string,
+  faults: FaultOptions,
+): Required<FaultOptions> {
+  if (typeof faults !== "object" || faults === null) {
+    const value = format(faults);
+    throw new TypeError(
+      `${context} as 'faults' must be an object: current value is ${value}`,
+    );
+  }
+  const {
+    serverError = 0,
+    tooManyRequests = 0,
+    retryAfter = 1,
+    cut = 0,
+    malformed = 0,
+  } = faults;
+  const result = { serverError, tooManyRequests, cut, malformed, retryAfter };
+  for (const name of FAULTS) {
+    check(context, `faults.${name}`, result[name], "a number from 0 to 1");
+  }
+  check(context, "faults.retryAfter", retryAfter, "a non-negative number");
+  const sum = serverError + tooManyRequests + cut + malformed;
+  if (sum > 1 + 1e-9) {
+    throw new RangeError(
+      `${context} as the fault probabilities must add up to at most 1: current sum is ${sum}`,
+    );
+  }
+  return result;
+}
+
+const REQUIREMENTS = {
+  "an integer": Number.isSafeInteger,
+  "a positive integer": (n: number) => Number.isSafeInteger(n) && n > 0,
+  "a non-negative integer": (n: number) => Number.isSafeInteger(n) && n >= 0,
+  "a non-negative number": (n: number) => n >= 0 && n < Infinity,
+  "a number from 0 to 1": (n: number) => n >= 0 && n <= 1,
+};
+
+/** @throws {TypeError | RangeError} If `value` is not a number, or not in range. */
+function check(
+  context: string,
+  name: string,
+  value: unknown,
+  requirement: keyof typeof REQUIREMENTS,
+): void {
+  const message = `${context} as '${name}' must be ${requirement}: current value is ${
+    format(value)
+  }`;
+  if (typeof value !== "number") throw new TypeError(message);
+  if (!REQUIREMENTS[requirement](value)) throw new RangeError(message);
+}
+
+function toNumber(value: unknown, fallback: number): number {
+  const number = typeof value === "string" ? Number(value) : value;
+  return typeof number === "number" && Number.isFinite(number) ? number : fallback;
+}
+
+function format(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : String(value);
+}
+
+function closedBefore(offset: number): Error {
+  return new Error(
+    `Cannot wait for offset ${offset} as the fake Bot API was closed`,
+  );
+}
+
+/** The mulberry32 generator: fast, seeded numbers in [0, 1). */
+function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

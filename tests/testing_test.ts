@@ -1,0 +1,429 @@
+import { type Api, Bot, GrammyError, HttpError, InputFile } from "grammy";
+import type { Update } from "grammy/types";
+import assert from "node:assert/strict";
+import { FakeBotApi } from "../testing.ts";
+
+function botFor(api: FakeBotApi, token = api.token): Bot {
+  return new Bot(token, { client: { apiRoot: api.apiRoot } });
+}
+
+/** grammY from npm types its signals with the `abort-controller` package. */
+function grammySignal(signal: AbortSignal): Parameters<Api["getUpdates"]>[1] {
+  return signal as unknown as Parameters<Api["getUpdates"]>[1];
+}
+
+/** Waits for a change that the server sees over the network, such as a hang-up. */
+async function until(condition: () => boolean): Promise<void> {
+  for (let tries = 0; !condition(); tries++) {
+    if (tries === 5000) throw new Error("Condition not met after 5000 tries");
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+function ids(updates: Update[]): number[] {
+  return updates.map((update) => update.update_id);
+}
+
+async function getUpdatesError(
+  bot: Bot,
+  other?: Parameters<Api["getUpdates"]>[0],
+): Promise<unknown> {
+  return await bot.api.getUpdates(other).then(
+    (updates) => assert.fail(`expected an error, got ${updates.length} updates`),
+    (error: unknown) => error,
+  );
+}
+
+Deno.test("getMe answers a bot user whose id is the token's number", async () => {
+  await using api = await FakeBotApi.start({ token: "42:secret" });
+  const bot = botFor(api);
+  await bot.init();
+  assert.equal(bot.botInfo.id, 42);
+  assert.equal(bot.botInfo.is_bot, true);
+  assert.equal(bot.botInfo.username, "fake_bot");
+  assert.match(api.apiRoot, /^http:\/\/127\.0\.0\.1:\d+$/);
+  assert.deepEqual(api.stats.requests, { getMe: 1 });
+});
+
+Deno.test("getUpdates answers pending updates in id order, and offset confirms and forgets them", async () => {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  const pushed = api.push({}, { update_id: 999 }, {});
+  assert.deepEqual(pushed, [1, 2, 3]);
+  assert.deepEqual(ids(await bot.api.getUpdates()), [1, 2, 3]);
+  assert.deepEqual(ids(await bot.api.getUpdates({ offset: 2 })), [2, 3]);
+  assert.equal(api.pending(), 2);
+  assert.equal(api.offset(), 2);
+  assert.deepEqual(ids(await bot.api.getUpdates({ offset: 4 })), []);
+  assert.deepEqual(ids(await bot.api.getUpdates({ offset: 1 })), []);
+  assert.equal(api.pending(), 0);
+  assert.equal(api.offset(), 4);
+  const stats = api.stats;
+  assert.equal(stats.delivered, 5);
+  assert.equal(stats.confirmed, 3);
+  assert.equal(stats.redelivered, 2);
+  assert.deepEqual([...stats.redeliveredIds], [2, 3]);
+  assert.deepEqual(stats.requests, { getUpdates: 4 });
+  assert.equal(stats.getUpdatesErrors, 0);
+  api.push({});
+  assert.equal(stats.delivered, 5, "stats is a snapshot");
+});
+
+Deno.test("limit caps an answer and is clamped to 1..100", async () => {
+  await using api = await FakeBotApi.start({ firstUpdateId: 10 });
+  const bot = botFor(api);
+  api.pushMessages(150);
+  assert.deepEqual(ids(await bot.api.getUpdates({ limit: 3 })), [10, 11, 12]);
+  assert.deepEqual(ids(await bot.api.getUpdates({ limit: 0 })), [10]);
+  assert.equal((await bot.api.getUpdates({ limit: 1000 })).length, 100);
+  assert.equal((await bot.api.getUpdates()).length, 100);
+});
+
+Deno.test("a negative offset returns the last updates without confirming them", async () => {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  api.pushMessages(5);
+  assert.deepEqual(ids(await bot.api.getUpdates({ offset: -2 })), [4, 5]);
+  assert.deepEqual(ids(await bot.api.getUpdates({ offset: -9 })), [1, 2, 3, 4, 5]);
+  assert.equal(api.pending(), 5);
+  assert.equal(api.offset(), 0);
+});
+
+Deno.test("a held long poll answers as soon as updates are pushed", async () => {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  const poll = bot.api.getUpdates({ offset: 1, timeout: 30 });
+  await api.whenConfirmed(1); // the call has been read and is now held
+  assert.equal(api.longPolling(), true);
+  const pushed = api.pushMessages(2);
+  assert.equal(api.longPolling(), false);
+  assert.deepEqual(ids(await poll), pushed);
+  assert.equal(api.stats.delivered, 2);
+});
+
+Deno.test("a held long poll answers no updates when its timeout elapses", async () => {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  assert.deepEqual(await bot.api.getUpdates({ timeout: 0.01 }), []);
+  assert.equal(api.longPolling(), false);
+});
+
+Deno.test("a newer getUpdates makes the held one fail with 409, like Telegram", async () => {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  const older = getUpdatesError(bot, { offset: 1, timeout: 30 });
+  await api.whenConfirmed(1);
+  const newer = bot.api.getUpdates({ offset: 2, timeout: 30 });
+  const error = await older;
+  assert.ok(error instanceof GrammyError);
+  assert.equal(error.error_code, 409);
+  assert.match(error.description, /^Conflict: terminated by other getUpdates/);
+  await api.whenConfirmed(2);
+  const [id] = api.pushMessages(1);
+  assert.deepEqual(ids(await newer), [id]);
+  assert.equal(api.stats.getUpdatesErrors, 1);
+});
+
+Deno.test("aborting a held long poll frees it and delivers nothing", async () => {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  const controller = new AbortController();
+  const poll = bot.api.getUpdates(
+    { offset: 1, timeout: 30 },
+    grammySignal(controller.signal),
+  );
+  await api.whenConfirmed(1);
+  controller.abort();
+  await assert.rejects(poll, HttpError);
+  await until(() => !api.longPolling());
+  const [id] = api.pushMessages(1);
+  assert.equal(api.stats.delivered, 0);
+  assert.deepEqual(ids(await bot.api.getUpdates({ offset: 1 })), [id]);
+  assert.equal(api.stats.delivered, 1);
+  assert.equal(api.stats.redelivered, 0);
+  assert.equal(api.stats.getUpdatesErrors, 0);
+});
+
+Deno.test("a wrong token gets 401 and an unknown path 404", async () => {
+  await using api = await FakeBotApi.start();
+  const intruder = botFor(api, "99:wrong");
+  for (const call of [intruder.api.getMe(), intruder.api.getUpdates()]) {
+    const error = await call.catch((error: unknown) => error);
+    assert.ok(error instanceof GrammyError);
+    assert.equal(error.error_code, 401);
+    assert.equal(error.description, "Unauthorized");
+  }
+  const response = await fetch(`${api.apiRoot}/nothing/here`);
+  assert.equal(response.status, 404);
+  assert.deepEqual(await response.json(), {
+    ok: false,
+    error_code: 404,
+    description: "Not Found",
+  });
+  assert.deepEqual(api.stats.requests, {});
+});
+
+Deno.test("sendMessage waits its latency, records the message and answers it", async () => {
+  await using api = await FakeBotApi.start({ sendMessageLatency: 5 });
+  const bot = botFor(api);
+  const message = await bot.api.sendMessage(7, "hello");
+  assert.equal(message.chat.id, 7);
+  assert.equal(message.chat.type, "private");
+  assert.equal(message.text, "hello");
+  assert.equal(typeof message.message_id, "number");
+  await bot.api.sendMessage("8", "again");
+  assert.deepEqual(api.sentMessages, [
+    { chat_id: 7, text: "hello" },
+    { chat_id: "8", text: "again" },
+  ]);
+  const error = await bot.api.sendMessage(7, "").catch((error) => error);
+  assert.ok(error instanceof GrammyError);
+  assert.equal(error.error_code, 400);
+});
+
+Deno.test("close() does not wait for a sendMessage latency", async () => {
+  const api = await FakeBotApi.start({ sendMessageLatency: 60_000 });
+  const bot = botFor(api);
+  const send = bot.api.sendMessage(1, "late").catch((error) => error);
+  await until(() => api.stats.requests.sendMessage === 1);
+  await api.close();
+  const error = await send;
+  assert.ok(error instanceof GrammyError);
+  assert.equal(error.error_code, 500);
+  assert.deepEqual(api.sentMessages, []);
+});
+
+Deno.test("other methods answer true, multipart uploads included", async () => {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  assert.equal(await bot.api.deleteWebhook(), true);
+  const photo = new InputFile(new Uint8Array([1, 2, 3]), "photo.png");
+  assert.equal(await bot.api.raw.sendPhoto({ chat_id: 1, photo }), true);
+  assert.deepEqual(api.stats.requests, { deleteWebhook: 1, sendPhoto: 1 });
+});
+
+Deno.test("faults with probability 1 answer 500, 429, a cut body or malformed answers", async (t) => {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  api.pushMessages(1);
+  await t.step("serverError", async () => {
+    api.setFaults({ serverError: 1 });
+    const error = await getUpdatesError(bot);
+    assert.ok(error instanceof GrammyError);
+    assert.equal(error.error_code, 500);
+    assert.equal(error.description, "Internal Server Error");
+  });
+  await t.step("tooManyRequests", async () => {
+    api.setFaults({ tooManyRequests: 1, retryAfter: 3 });
+    const error = await getUpdatesError(bot);
+    assert.ok(error instanceof GrammyError);
+    assert.equal(error.error_code, 429);
+    assert.equal(error.description, "Too Many Requests: retry after 3");
+    assert.deepEqual(error.parameters, { retry_after: 3 });
+  });
+  await t.step("cut", async () => {
+    api.setFaults({ cut: 1 });
+    const error = await getUpdatesError(bot);
+    assert.ok(error instanceof HttpError);
+    assert.doesNotMatch(error.message, /TEST-fake-token/);
+  });
+  await t.step("malformed", async () => {
+    api.setFaults({ malformed: 1 });
+    assert.ok(await getUpdatesError(bot) instanceof HttpError, "not JSON");
+    const [update] = await bot.api.getUpdates();
+    assert.equal(update?.update_id, undefined);
+    assert.equal(update?.message?.text, "no id");
+  });
+  api.setFaults({});
+  assert.equal(api.stats.getUpdatesErrors, 5);
+  assert.equal(api.stats.delivered, 0, "faults deliver nothing");
+  assert.equal(api.pending(), 1);
+  assert.equal((await bot.api.getUpdates()).length, 1);
+});
+
+Deno.test("faults are the same for the same seed", async () => {
+  async function outcomes(seed: number): Promise<string> {
+    const faults = { serverError: 0.3, tooManyRequests: 0.3, retryAfter: 0 };
+    await using api = await FakeBotApi.start({ seed, faults });
+    const bot = botFor(api);
+    let result = "";
+    for (let call = 0; call < 30; call++) {
+      const code = await bot.api.getUpdates().then(
+        () => 200,
+        (error: GrammyError) => error.error_code,
+      );
+      result += code === 200 ? "." : code === 500 ? "5" : "4";
+    }
+    return result;
+  }
+  const first = await outcomes(7);
+  assert.equal(await outcomes(7), first);
+  assert.notEqual(await outcomes(8), first);
+  assert.match(first, /\./);
+  assert.match(first, /5/);
+  assert.match(first, /4/);
+});
+
+Deno.test("conflictFor answers the held and every new getUpdates with 409", async () => {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  const held = getUpdatesError(bot, { offset: 1, timeout: 30 });
+  await api.whenConfirmed(1);
+  api.conflictFor(60_000);
+  for (const error of [await held, await getUpdatesError(bot)]) {
+    assert.ok(error instanceof GrammyError);
+    assert.equal(error.error_code, 409);
+  }
+  api.conflictFor(0);
+  assert.deepEqual(await bot.api.getUpdates(), []);
+  assert.equal(api.stats.getUpdatesErrors, 2);
+});
+
+Deno.test("close() answers a held long poll with no updates, and is idempotent", async () => {
+  const api = await FakeBotApi.start();
+  const bot = botFor(api);
+  const poll = bot.api.getUpdates({ offset: 1, timeout: 30 });
+  await api.whenConfirmed(1);
+  const closed = api.close();
+  assert.equal(api.close(), closed);
+  assert.deepEqual(await poll, []);
+  await closed;
+  await api[Symbol.asyncDispose]();
+  await assert.rejects(bot.api.getMe(), HttpError);
+});
+
+Deno.test("whenConfirmed resolves once the offset is confirmed, and rejects on abort or close", async (t) => {
+  const api = await FakeBotApi.start();
+  const bot = botFor(api);
+  await t.step("resolves", async () => {
+    const [, second] = api.pushMessages(2);
+    let confirmed = false;
+    const whenConfirmed = api.whenConfirmed(second! + 1).then(() => {
+      confirmed = true;
+    });
+    await bot.api.getUpdates({ offset: second! });
+    assert.equal(confirmed, false);
+    await bot.api.getUpdates({ offset: second! + 1 });
+    await whenConfirmed;
+    await api.whenConfirmed(1); // already confirmed
+  });
+  await t.step("rejects on abort", async () => {
+    const controller = new AbortController();
+    const waiting = api.whenConfirmed(100, controller.signal);
+    controller.abort(new Error("gave up"));
+    await assert.rejects(waiting, { message: "gave up" });
+  });
+  await t.step("rejects on close", async () => {
+    const rejected = assert.rejects(api.whenConfirmed(100), {
+      message: "Cannot wait for offset 100 as the fake Bot API was closed",
+    });
+    await api.close();
+    await rejected;
+    await assert.rejects(api.whenConfirmed(101), /was closed/);
+  });
+});
+
+Deno.test("pushMessages makes private text messages in seeded chats", async () => {
+  await using api = await FakeBotApi.start({ seed: 3 });
+  await using twin = await FakeBotApi.start({ seed: 3 });
+  const bot = botFor(api);
+  const before = Date.now();
+  const [first] = api.pushMessages(50, { chats: 4 });
+  twin.pushMessages(50, { chats: 4 });
+  const updates = await bot.api.getUpdates();
+  const chats = updates.map((update) => update.message!.chat.id);
+  assert.deepEqual(new Set(chats), new Set([1, 2, 3, 4]));
+  assert.deepEqual(ids(await botFor(twin).api.getUpdates()), ids(updates));
+  assert.deepEqual(
+    (await botFor(twin).api.getUpdates()).map((u) => u.message!.chat.id),
+    chats,
+  );
+  for (const { message } of updates) {
+    assert.equal(message?.chat.type, "private");
+    assert.equal(message?.from?.id, message?.chat.id);
+  }
+  assert.equal(updates[0]?.message?.text, "message 0");
+  assert.ok(api.enqueuedAt(first!)! >= before);
+  assert.equal(api.enqueuedAt(first! + 50), undefined);
+
+  const custom = api.pushMessages(2, {
+    chatOf: (index) => 10 + index,
+    userOf: (_, chatId) => chatId * 100,
+    text: (index) => `custom ${index}`,
+  });
+  const messages = (await bot.api.getUpdates({ offset: custom[0]! }))
+    .map((update) => update.message);
+  assert.deepEqual(
+    messages.map((m) => [m?.chat.id, m?.from?.id, m?.text]),
+    [[10, 1000, "custom 0"], [11, 1100, "custom 1"]],
+  );
+});
+
+Deno.test("start() rejects bad options, naming the option and the value", async (t) => {
+  const cases: Array<[string, unknown, ErrorConstructor, string]> = [
+    [
+      "faults.cut",
+      { faults: { cut: 2 } },
+      RangeError,
+      "must be a number from 0 to 1: current value is 2",
+    ],
+    [
+      "faults.serverError",
+      { faults: { serverError: "1" } },
+      TypeError,
+      'must be a number from 0 to 1: current value is "1"',
+    ],
+    [
+      "faults.retryAfter",
+      { faults: { retryAfter: -1 } },
+      RangeError,
+      "must be a non-negative number: current value is -1",
+    ],
+    ["seed", { seed: 1.5 }, RangeError, "must be an integer: current value is 1.5"],
+    [
+      "firstUpdateId",
+      { firstUpdateId: 0 },
+      RangeError,
+      "must be a positive integer: current value is 0",
+    ],
+    [
+      "sendMessageLatency",
+      { sendMessageLatency: Infinity },
+      RangeError,
+      "must be a non-negative number: current value is Infinity",
+    ],
+  ];
+  for (const [name, options, type, requirement] of cases) {
+    await t.step(name, async () => {
+      await assert.rejects(FakeBotApi.start(options as never), {
+        name: type.name,
+        message: `Cannot start fake Bot API as '${name}' ${requirement}`,
+      });
+    });
+  }
+  await t.step("faults", async () => {
+    await assert.rejects(FakeBotApi.start({ faults: null as never }), TypeError);
+    await assert.rejects(FakeBotApi.start({ faults: { cut: 0.6, malformed: 0.6 } }), {
+      name: "RangeError",
+      message:
+        "Cannot start fake Bot API as the fault probabilities must add up to at most 1: current sum is 1.2",
+    });
+  });
+  await t.step("token, without printing it", async () => {
+    const error = await FakeBotApi.start({ token: "no-colon-XYZ" }).catch((error) => error);
+    assert.ok(error instanceof TypeError);
+    assert.match(error.message, /^Cannot start fake Bot API as 'token' must look like/);
+    assert.doesNotMatch(error.message, /XYZ/);
+  });
+  await t.step("setFaults and pushMessages too", async () => {
+    await using api = await FakeBotApi.start();
+    assert.throws(() => api.setFaults({ cut: -0.1 }), {
+      name: "RangeError",
+      message:
+        "Cannot set faults as 'faults.cut' must be a number from 0 to 1: current value is -0.1",
+    });
+    assert.throws(() => api.pushMessages(-1), RangeError);
+    assert.throws(() => api.pushMessages(1, { chats: 0 }), RangeError);
+    assert.throws(() => api.conflictFor(-1), RangeError);
+  });
+});
