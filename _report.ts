@@ -3,7 +3,14 @@
 /** Something the runner could not hand to the bot and wants a human to know. */
 export interface Report {
   /** Where it happened. */
-  source: "getUpdates" | "errorHandler" | "timeoutHandler" | "onSettled" | "lateFailure" | "stop";
+  source:
+    | "getUpdates"
+    | "journal"
+    | "errorHandler"
+    | "timeoutHandler"
+    | "onSettled"
+    | "lateFailure"
+    | "stop";
   /** One line, sentence case, without the bot token. */
   message: string;
   /** The original error, if any. It may contain request URLs: redact before printing it. */

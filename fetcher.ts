@@ -66,10 +66,34 @@ export interface FetchOptions {
 /** When an update counts as confirmed to Telegram. */
 export type ConfirmMode = "fetched" | "handled";
 
+/** What a journal kept from the previous run. */
+export interface JournalState<Y> {
+  /** Updates stored and not finished, in `update_id` order: they run first. */
+  unfinished: Y[];
+  /** The highest update id ever stored (even if finished and removed), if any. */
+  lastId: number | undefined;
+}
+
+/**
+ * A durable inbox: fetched updates are stored before the getUpdates call
+ * that confirms them is sent, and removed once finished, so a crash loses
+ * nothing. See `journal.ts` for the in-memory and Deno KV implementations.
+ */
+export interface UpdateJournal<Y> {
+  /** Loads what the previous run left. Called once, before the first fetch. */
+  open(): Promise<JournalState<Y>>;
+  /** Stores a batch durably; it is confirmed to Telegram only after this resolves. */
+  store(updates: Y[]): Promise<void>;
+  /** Records that these updates finished (handled, failed or timed out). */
+  finish(updateIds: number[]): Promise<void>;
+  /** Drops what is no longer needed. Called at the end of every `stop()`. */
+  compact(): Promise<void>;
+}
+
 /**
  * How the runner fetches updates. (The name is kept from `@grammyjs/runner`.)
  */
-export interface RunnerOptions {
+export interface RunnerOptions<Y = { update_id: number }> {
   /** Options passed on to getUpdates. */
   fetch?: FetchOptions;
   /**
@@ -104,6 +128,15 @@ export interface RunnerOptions {
    * @default {"fetched"}
    */
   confirm?: ConfirmMode;
+  /**
+   * A durable inbox (see `journal.ts`): updates are stored before they are
+   * confirmed, unfinished ones run first after a restart, and updates
+   * recorded as finished are not run again. A crash loses nothing; the
+   * concurrency stays as it is.
+   *
+   * @default {undefined} (no journal)
+   */
+  journal?: UpdateJournal<Y>;
   /**
    * Suppresses the default reporter's lines about failed getUpdates calls.
    *
@@ -186,7 +219,7 @@ const RETRY_CAP = 30_000;
  */
 export function createUpdateSupplier<Y extends { update_id: number }, R>(
   bot: BotAdapter<Y, R>,
-  options: RunnerOptions = {},
+  options: RunnerOptions<Y> = {},
 ): BotUpdateSupplier<Y> {
   const fetcher = new UpdateFetcher(bot, options, true);
   return {
@@ -227,11 +260,16 @@ export function createUpdateSupplier<Y extends { update_id: number }, R>(
  */
 export function createUpdateFetcher<Y extends { update_id: number }, R>(
   bot: BotAdapter<Y, R>,
-  options: RunnerOptions = {},
+  options: RunnerOptions<Y> = {},
 ): (batchSize: number, signal: AbortSignal) => Promise<Y[]> {
   if (options.confirm === "handled") {
     throw new TypeError(
       `Cannot create update fetcher as 'confirm' must be "fetched" here (use createUpdateSupplier or run for "handled"): current value is "handled"`,
+    );
+  }
+  if (options.journal !== undefined) {
+    throw new TypeError(
+      `Cannot create update fetcher as 'journal' needs to know which updates are done (use createUpdateSupplier or run): current value is a journal`,
     );
   }
   const fetcher = new UpdateFetcher(bot, options, false);
@@ -256,6 +294,12 @@ class UpdateFetcher<Y extends { update_id: number }> {
   readonly #silent: boolean;
   readonly #reporter: Reporter;
   readonly #tracking: boolean;
+  readonly #journal: UpdateJournal<Y> | undefined;
+  /** Updates the journal kept from the previous run, still to be handed out. */
+  #replay: Y[] | undefined;
+  #finished: number[] = [];
+  #finishTimer: ReturnType<typeof setTimeout> | undefined;
+  #finishing: Promise<void> = Promise.resolve();
 
   #initialized = false;
   /** The highest update id taken so far. */
@@ -270,7 +314,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
   #failures = 0;
   #lastSuccessAt: number | undefined;
 
-  constructor(bot: PollingBot<Y>, options: RunnerOptions, tracking: boolean) {
+  constructor(bot: PollingBot<Y>, options: RunnerOptions<Y>, tracking: boolean) {
     const subject = "Cannot create update fetcher";
     if (typeof bot !== "object" || bot === null || typeof bot.api?.getUpdates !== "function") {
       throw new TypeError(`${subject} as 'bot' must have api.getUpdates`);
@@ -284,6 +328,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
       confirm = "fetched",
       silent = false,
       reporter = defaultReporter,
+      journal,
     } = options;
     optionalObject(subject, "fetch", fetch);
     if (fetch.timeout !== undefined) numberInRange(subject, "fetch.timeout", fetch.timeout, 0);
@@ -297,6 +342,11 @@ class UpdateFetcher<Y extends { update_id: number }> {
     oneOf(subject, "confirm", confirm, ["fetched", "handled"]);
     oneOf(subject, "silent", silent, [true, false]);
     isFunction(subject, "reporter", reporter);
+    if (journal !== undefined) {
+      for (const method of ["open", "store", "finish", "compact"] as const) {
+        isFunction(subject, `journal.${method}`, journal[method]);
+      }
+    }
 
     this.#bot = bot;
     this.#fetch = fetch;
@@ -307,6 +357,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
     this.#silent = silent;
     this.#reporter = reporter;
     this.#tracking = tracking;
+    this.#journal = journal;
   }
 
   stats(): SupplierStats {
@@ -327,6 +378,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
 
   done(updateId: number): void {
     if (!this.#tracking) return;
+    if (this.#journal !== undefined) this.#recordFinished(updateId);
     this.#done.add(updateId);
     let moved = false;
     for (let id = this.#unfinished.peek(); id !== undefined && this.#done.has(id); id = this.#unfinished.peek()) {
@@ -342,9 +394,13 @@ class UpdateFetcher<Y extends { update_id: number }> {
 
   async fetch(batchSize: number, signal: AbortSignal): Promise<Y[]> {
     if (!this.#initialized && this.#bot.init !== undefined) {
-      await this.#call(() => this.#bot.init!(), signal);
+      await this.#call("get the bot's info (getMe)", () => this.#bot.init!(), signal);
     }
     this.#initialized = true;
+    if (this.#journal !== undefined && this.#replay === undefined) await this.#openJournal(signal);
+    if (this.#replay !== undefined && this.#replay.length > 0) {
+      return this.#replay.splice(0, Math.max(1, Math.min(100, Math.floor(batchSize) || 1)));
+    }
     while (true) {
       const args = {
         ...this.#fetch,
@@ -352,25 +408,87 @@ class UpdateFetcher<Y extends { update_id: number }> {
         offset: this.nextOffset(),
         limit: Math.max(1, Math.min(100, Math.floor(batchSize) || 1)),
       };
-      const answer = await this.#call(() => this.#getUpdates(args, signal), signal);
+      const answer = await this.#call("fetch updates (getUpdates)", () => this.#getUpdates(args, signal), signal);
       this.#confirmedOffset = Math.max(this.#confirmedOffset, args.offset);
       const fresh = answer.filter((update) => update.update_id > this.#lastTaken);
       if (fresh.length > 0 || answer.length === 0) {
-        for (const update of fresh) {
-          this.#lastTaken = update.update_id;
-          if (this.#tracking) this.#unfinished.push(update.update_id);
+        const journal = this.#journal;
+        if (journal !== undefined && fresh.length > 0) {
+          await this.#call("store updates in the journal", () => journal.store(fresh), signal);
         }
+        this.#take(fresh);
         return fresh;
       }
       // Only updates that are running or done came back (the "handled" mode
       // holds the offset at the oldest unfinished one): wait until it moves.
-      await Promise.race([this.#advanced.promise, delay(1_000, signal)]);
+      const woken = new AbortController();
+      await Promise.race([
+        this.#advanced.promise,
+        delay(1_000, AbortSignal.any([signal, woken.signal])),
+      ]);
+      woken.abort();
       if (signal.aborted) return [];
     }
   }
 
+  #take(updates: Y[]): void {
+    for (const update of updates) {
+      this.#lastTaken = update.update_id;
+      if (this.#tracking) this.#unfinished.push(update.update_id);
+    }
+  }
+
+  /** Loads the journal: unfinished updates go first, ids up to its last one count as taken. */
+  async #openJournal(signal: AbortSignal): Promise<void> {
+    const journal = this.#journal!;
+    const state = await this.#call("open the journal", () => journal.open(), signal);
+    const replay = state.unfinished
+      .filter((update) => Number.isSafeInteger(update?.update_id) && update.update_id > this.#lastTaken)
+      .toSorted((a, b) => a.update_id - b.update_id);
+    this.#take(replay);
+    if (state.lastId !== undefined && state.lastId > this.#lastTaken) this.#lastTaken = state.lastId;
+    this.#replay = replay;
+  }
+
+  /** Collects finished ids and writes them to the journal in small batches. */
+  #recordFinished(updateId: number): void {
+    this.#finished.push(updateId);
+    if (this.#finished.length >= 100) this.#flushFinished();
+    else this.#finishTimer ??= setTimeout(() => this.#flushFinished(), 10);
+  }
+
+  #flushFinished(): Promise<void> {
+    clearTimeout(this.#finishTimer);
+    this.#finishTimer = undefined;
+    if (this.#finished.length > 0) {
+      const ids = this.#finished;
+      this.#finished = [];
+      const journal = this.#journal!;
+      this.#finishing = this.#finishing.then(() => journal.finish(ids)).catch((error) =>
+        safeReport(this.#reporter, {
+          source: "journal",
+          message: `Could not record ${ids.length} finished updates in the journal (they may run again after a crash): ${this.#describe(error)}`,
+          error,
+        })
+      );
+    }
+    return this.#finishing;
+  }
+
   /** Confirms every finished update with one last getUpdates. */
   async confirm(signal?: AbortSignal): Promise<void> {
+    if (this.#journal !== undefined) {
+      await this.#flushFinished();
+      try {
+        await this.#journal.compact();
+      } catch (error) {
+        safeReport(this.#reporter, {
+          source: "journal",
+          message: `Could not compact the journal: ${this.#describe(error)}`,
+          error,
+        });
+      }
+    }
     const offset = this.#tracking ? this.#watermark() : this.#lastTaken + 1;
     if (this.#lastTaken < 0 || offset <= this.#confirmedOffset) return;
     for (let attempt = 1; attempt <= 3; attempt++) {
@@ -398,7 +516,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
   }
 
   /** Runs `call`, retrying by the failure policy; throws `PollingError` when it gives up. */
-  async #call<T>(call: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  async #call<T>(what: string, call: () => Promise<T>, signal: AbortSignal): Promise<T> {
     let firstFailure: number | undefined;
     let conflictSince: number | undefined;
     let pause = typeof this.#retryInterval === "number" ? this.#retryInterval : 100;
@@ -436,13 +554,13 @@ class UpdateFetcher<Y extends { update_id: number }> {
         if (now - firstFailure >= this.#maxRetryTime) {
           throw new PollingError(
             "retries",
-            `getUpdates kept failing for longer than maxRetryTime (${this.#maxRetryTime} ms): ${this.#describe(error)}`,
+            `Could not ${what} for longer than maxRetryTime (${this.#maxRetryTime} ms): ${this.#describe(error)}`,
             { cause: this.#redact(error), ...(code === undefined ? {} : { error_code: code }) },
           );
         }
         const retryAfter = code === 429 ? retryAfterSeconds(error) : undefined;
         const wait = retryAfter !== undefined ? retryAfter * 1000 : this.#jitter(pause);
-        this.#report(`getUpdates failed, retrying in ${Math.round(wait)} ms: ${this.#describe(error)}`, error);
+        this.#report(`Could not ${what}, retrying in ${Math.round(wait)} ms: ${this.#describe(error)}`, error);
         await delay(wait, signal);
         if (signal.aborted) throw error;
         if (retryAfter === undefined) pause = this.#grow(pause);

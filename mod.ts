@@ -30,7 +30,15 @@ export { sequentialize } from "./sequentialize.ts";
 export type { Constraint } from "./sequentialize.ts";
 export type { RunnerHandle, RunnerStats, StopOptions, StopResult } from "./runner.ts";
 export { PollingError } from "./fetcher.ts";
-export type { BotAdapter, ConfirmMode, FetchOptions, PollingFailure, RunnerOptions } from "./fetcher.ts";
+export type {
+  BotAdapter,
+  ConfirmMode,
+  FetchOptions,
+  JournalState,
+  PollingFailure,
+  RunnerOptions,
+  UpdateJournal,
+} from "./fetcher.ts";
 export type { Report, Reporter };
 
 // Building blocks
@@ -47,7 +55,7 @@ export interface RunOptions<Y> {
   /** How eagerly to poll (speed/traffic balance). */
   source?: SourceOptions;
   /** How to fetch, retry and confirm updates, and where failures are reported. */
-  runner?: RunnerOptions;
+  runner?: RunnerOptions<Y>;
   /** Concurrency, the bound on buffered updates, and timeouts. */
   sink?: SinkOptions<Y>;
   /** Stops the runner (like `handle.stop()`) when it aborts. */

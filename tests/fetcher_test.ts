@@ -112,7 +112,7 @@ Deno.test("the fetcher gives up after maxRetryTime", async () => {
   const error = await fetch(100, signal()).catch((e) => e);
   assert.ok(error instanceof PollingError);
   assert.equal(error.reason, "retries");
-  assert.match(error.message, /kept failing for longer than maxRetryTime \(30 ms\)/);
+  assert.match(error.message, /Could not fetch updates \(getUpdates\) for longer than maxRetryTime \(30 ms\)/);
 });
 
 Deno.test("the fetcher stops retrying when its signal aborts", async () => {
