@@ -211,6 +211,9 @@ class Runner<Y> {
   }
 
   async #pull(epoch: number): Promise<void> {
+    // The first batch must fit the sink too: an empty batch asks for its capacity.
+    this.#source.setGeneratorPace(await this.#sink.handle([]));
+    if (epoch !== this.#epoch || this.#state !== "running") return;
     for await (const batch of this.#source.generator()) {
       this.#fetched += batch.length;
       const capacity = await this.#sink.handle(batch);
