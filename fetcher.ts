@@ -19,7 +19,6 @@ import { defaultReporter, type Report, type Reporter, safeReport } from "./_repo
 import { describe, redactError } from "./_redact.ts";
 import { isFunction, numberInRange, oneOf, optionalObject } from "./_validate.ts";
 import type { SupplierStats, UpdateSupplier } from "./source.ts";
-import type { Update } from "grammy/types";
 
 export type { Report, Reporter };
 
@@ -41,7 +40,10 @@ export interface BotAdapter<Y, R> {
      * the parameter is typed `never` so that grammY's npm build, which
      * declares a shim type for it, fits as well as the deno.land one.
      */
-    getUpdates: (args: { offset: number; limit: number; timeout: number }, signal: never) => Promise<Y[]>;
+    getUpdates: (
+      args: { offset: number; limit: number; timeout: number },
+      signal: never,
+    ) => Promise<Y[]>;
   };
   /** The bot token, used only to keep it out of reports and errors. */
   readonly token?: string;
@@ -60,7 +62,7 @@ export interface FetchOptions {
    * means all but `chat_member`. If not given, Telegram keeps the previous
    * setting.
    */
-  allowed_updates?: ReadonlyArray<Exclude<keyof Update, "update_id">>;
+  allowed_updates?: ReadonlyArray<string>;
 }
 
 /** When an update counts as confirmed to Telegram. */
@@ -162,11 +164,17 @@ export class PollingError extends Error {
   readonly error_code: number | undefined;
 
   /**
+   * Creates the error; the runner does this, you rarely need to.
+   *
    * @param reason What went wrong
    * @param message A message without the token
    * @param options The (redacted) cause and error code
    */
-  constructor(reason: PollingFailure, message: string, options: { cause?: unknown; error_code?: number } = {}) {
+  constructor(
+    reason: PollingFailure,
+    message: string,
+    options: { cause?: unknown; error_code?: number } = {},
+  ) {
     super(message, { cause: options.cause });
     this.name = "PollingError";
     this.reason = reason;
@@ -300,6 +308,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
   #finished: number[] = [];
   #finishTimer: ReturnType<typeof setTimeout> | undefined;
   #finishing: Promise<void> = Promise.resolve();
+  #finishInFlight = false;
 
   #initialized = false;
   /** The highest update id taken so far. */
@@ -333,11 +342,16 @@ class UpdateFetcher<Y extends { update_id: number }> {
     optionalObject(subject, "fetch", fetch);
     if (fetch.timeout !== undefined) numberInRange(subject, "fetch.timeout", fetch.timeout, 0);
     if (fetch.allowed_updates !== undefined && !Array.isArray(fetch.allowed_updates)) {
-      throw new TypeError(`${subject} as 'fetch.allowed_updates' must be an array: current value is ${String(fetch.allowed_updates)}`);
+      throw new TypeError(
+        `${subject} as 'fetch.allowed_updates' must be an array: current value is ${
+          String(fetch.allowed_updates)
+        }`,
+      );
     }
     numberInRange(subject, "maxRetryTime", maxRetryTime, 0);
-    if (typeof retryInterval === "number") numberInRange(subject, "retryInterval", retryInterval, 0);
-    else oneOf(subject, "retryInterval", retryInterval, ["exponential", "quadratic"]);
+    if (typeof retryInterval === "number") {
+      numberInRange(subject, "retryInterval", retryInterval, 0);
+    } else oneOf(subject, "retryInterval", retryInterval, ["exponential", "quadratic"]);
     numberInRange(subject, "maxConflictTime", maxConflictTime, 0);
     oneOf(subject, "confirm", confirm, ["fetched", "handled"]);
     oneOf(subject, "silent", silent, [true, false]);
@@ -367,7 +381,8 @@ class UpdateFetcher<Y extends { update_id: number }> {
   /** The offset the next getUpdates sends. */
   nextOffset(): number {
     if (this.#lastTaken < 0) return 0;
-    if (this.#mode === "handled") return this.#watermark();
+    // With a journal, everything taken is stored: confirming it is safe.
+    if (this.#mode === "handled" && this.#journal === undefined) return this.#watermark();
     return this.#lastTaken + 1;
   }
 
@@ -381,7 +396,11 @@ class UpdateFetcher<Y extends { update_id: number }> {
     if (this.#journal !== undefined) this.#recordFinished(updateId);
     this.#done.add(updateId);
     let moved = false;
-    for (let id = this.#unfinished.peek(); id !== undefined && this.#done.has(id); id = this.#unfinished.peek()) {
+    for (
+      let id = this.#unfinished.peek();
+      id !== undefined && this.#done.has(id);
+      id = this.#unfinished.peek()
+    ) {
       this.#unfinished.shift();
       this.#done.delete(id);
       moved = true;
@@ -394,7 +413,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
 
   async fetch(batchSize: number, signal: AbortSignal): Promise<Y[]> {
     if (!this.#initialized && this.#bot.init !== undefined) {
-      await this.#call("get the bot's info (getMe)", () => this.#bot.init!(), signal);
+      await this.#call("getMe", () => this.#bot.init!(), signal);
     }
     this.#initialized = true;
     if (this.#journal !== undefined && this.#replay === undefined) await this.#openJournal(signal);
@@ -408,13 +427,13 @@ class UpdateFetcher<Y extends { update_id: number }> {
         offset: this.nextOffset(),
         limit: Math.max(1, Math.min(100, Math.floor(batchSize) || 1)),
       };
-      const answer = await this.#call("fetch updates (getUpdates)", () => this.#getUpdates(args, signal), signal);
+      const answer = await this.#call("getUpdates", () => this.#getUpdates(args, signal), signal);
       this.#confirmedOffset = Math.max(this.#confirmedOffset, args.offset);
       const fresh = answer.filter((update) => update.update_id > this.#lastTaken);
       if (fresh.length > 0 || answer.length === 0) {
         const journal = this.#journal;
         if (journal !== undefined && fresh.length > 0) {
-          await this.#call("store updates in the journal", () => journal.store(fresh), signal);
+          await this.#call("journal", () => journal.store(fresh), signal);
         }
         this.#take(fresh);
         return fresh;
@@ -441,37 +460,53 @@ class UpdateFetcher<Y extends { update_id: number }> {
   /** Loads the journal: unfinished updates go first, ids up to its last one count as taken. */
   async #openJournal(signal: AbortSignal): Promise<void> {
     const journal = this.#journal!;
-    const state = await this.#call("open the journal", () => journal.open(), signal);
+    const state = await this.#call("journal", () => journal.open(), signal);
     const replay = state.unfinished
-      .filter((update) => Number.isSafeInteger(update?.update_id) && update.update_id > this.#lastTaken)
+      .filter((update) =>
+        Number.isSafeInteger(update?.update_id) && update.update_id > this.#lastTaken
+      )
       .toSorted((a, b) => a.update_id - b.update_id);
     this.#take(replay);
-    if (state.lastId !== undefined && state.lastId > this.#lastTaken) this.#lastTaken = state.lastId;
+    if (state.lastId !== undefined && state.lastId > this.#lastTaken) {
+      this.#lastTaken = state.lastId;
+    }
     this.#replay = replay;
   }
 
   /** Collects finished ids and writes them to the journal in small batches. */
   #recordFinished(updateId: number): void {
     this.#finished.push(updateId);
-    if (this.#finished.length >= 100) this.#flushFinished();
-    else this.#finishTimer ??= setTimeout(() => this.#flushFinished(), 10);
+    if (this.#finishInFlight) return; // the write in flight takes these along when it ends
+    if (this.#finished.length >= 100) void this.#flushFinished();
+    else this.#finishTimer ??= setTimeout(() => void this.#flushFinished(), 10);
   }
 
+  /**
+   * Writes the collected ids with one `finish` call. While one is in flight,
+   * ids keep collecting and go out together when it ends, so a slow journal
+   * gets fewer, larger writes instead of a growing queue.
+   */
   #flushFinished(): Promise<void> {
     clearTimeout(this.#finishTimer);
     this.#finishTimer = undefined;
-    if (this.#finished.length > 0) {
-      const ids = this.#finished;
-      this.#finished = [];
-      const journal = this.#journal!;
-      this.#finishing = this.#finishing.then(() => journal.finish(ids)).catch((error) =>
-        safeReport(this.#reporter, {
-          source: "journal",
-          message: `Could not record ${ids.length} finished updates in the journal (they may run again after a crash): ${this.#describe(error)}`,
+    if (this.#finishInFlight || this.#finished.length === 0) return this.#finishing;
+    const ids = this.#finished;
+    this.#finished = [];
+    this.#finishInFlight = true;
+    this.#finishing = this.#journal!.finish(ids)
+      .catch((error) =>
+        this.#report(
+          "journal",
+          `Could not record ${ids.length} finished updates in the journal (they may run again after a crash): ${
+            this.#describe(error)
+          }`,
           error,
-        })
-      );
-    }
+        )
+      )
+      .then(() => {
+        this.#finishInFlight = false;
+        if (this.#finished.length > 0) return this.#flushFinished();
+      });
     return this.#finishing;
   }
 
@@ -493,12 +528,21 @@ class UpdateFetcher<Y extends { update_id: number }> {
     if (this.#lastTaken < 0 || offset <= this.#confirmedOffset) return;
     for (let attempt = 1; attempt <= 3; attempt++) {
       try {
-        await this.#bot.api.getUpdates({ offset, limit: 1, timeout: 0 }, (signal ?? new AbortController().signal) as never);
+        await this.#bot.api.getUpdates(
+          { offset, limit: 1, timeout: 0 },
+          (signal ?? new AbortController().signal) as never,
+        );
         this.#confirmedOffset = offset;
         return;
       } catch (error) {
         if (signal?.aborted) return;
-        this.#report(`Could not confirm updates below ${offset} (attempt ${attempt} of 3): ${this.#describe(error)}`, error);
+        this.#report(
+          "getUpdates",
+          `Could not confirm updates below ${offset} (attempt ${attempt} of 3): ${
+            this.#describe(error)
+          }`,
+          error,
+        );
         await delay(100 * attempt, signal);
       }
     }
@@ -508,7 +552,9 @@ class UpdateFetcher<Y extends { update_id: number }> {
     const answer: unknown = await this.#bot.api.getUpdates(args, signal as never);
     if (!Array.isArray(answer)) throw new MalformedAnswer("getUpdates did not answer with a list");
     for (const update of answer) {
-      if (typeof update !== "object" || update === null || !Number.isSafeInteger(update.update_id)) {
+      if (
+        typeof update !== "object" || update === null || !Number.isSafeInteger(update.update_id)
+      ) {
         throw new MalformedAnswer("getUpdates answered with an update that has no valid update_id");
       }
     }
@@ -516,19 +562,29 @@ class UpdateFetcher<Y extends { update_id: number }> {
   }
 
   /** Runs `call`, retrying by the failure policy; throws `PollingError` when it gives up. */
-  async #call<T>(what: string, call: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  async #call<T>(
+    kind: "getMe" | "getUpdates" | "journal",
+    call: () => Promise<T>,
+    signal: AbortSignal,
+  ): Promise<T> {
+    const what = CALLS[kind];
+    const polling = kind === "getUpdates";
     let firstFailure: number | undefined;
     let conflictSince: number | undefined;
     let pause = typeof this.#retryInterval === "number" ? this.#retryInterval : 100;
     while (true) {
-      this.#calls++;
+      if (polling) this.#calls++;
       try {
         const result = await call();
-        this.#lastSuccessAt = Date.now();
+        if (polling) this.#lastSuccessAt = Date.now();
         return result;
       } catch (error) {
         if (signal.aborted) throw error;
-        this.#failures++;
+        // A journal that rejects its own input will not change its mind.
+        if (kind === "journal" && (error instanceof TypeError || error instanceof RangeError)) {
+          throw error;
+        }
+        if (polling) this.#failures++;
         const now = Date.now();
         firstFailure ??= now;
         const code = errorCode(error);
@@ -554,13 +610,19 @@ class UpdateFetcher<Y extends { update_id: number }> {
         if (now - firstFailure >= this.#maxRetryTime) {
           throw new PollingError(
             "retries",
-            `Could not ${what} for longer than maxRetryTime (${this.#maxRetryTime} ms): ${this.#describe(error)}`,
+            `Could not ${what} for longer than maxRetryTime (${this.#maxRetryTime} ms): ${
+              this.#describe(error)
+            }`,
             { cause: this.#redact(error), ...(code === undefined ? {} : { error_code: code }) },
           );
         }
         const retryAfter = code === 429 ? retryAfterSeconds(error) : undefined;
         const wait = retryAfter !== undefined ? retryAfter * 1000 : this.#jitter(pause);
-        this.#report(`Could not ${what}, retrying in ${Math.round(wait)} ms: ${this.#describe(error)}`, error);
+        this.#report(
+          kind === "journal" ? "journal" : "getUpdates",
+          `Could not ${what}, retrying in ${Math.round(wait)} ms: ${this.#describe(error)}`,
+          error,
+        );
         await delay(wait, signal);
         if (signal.aborted) throw error;
         if (retryAfter === undefined) pause = this.#grow(pause);
@@ -586,12 +648,19 @@ class UpdateFetcher<Y extends { update_id: number }> {
     return redactError(error, this.#bot.token);
   }
 
-  #report(message: string, error: unknown): void {
-    if (this.#silent && this.#reporter === defaultReporter) return;
-    const report: Report = { source: "getUpdates", message, error: this.#redact(error) };
+  #report(source: "getUpdates" | "journal", message: string, error: unknown): void {
+    if (this.#silent && source === "getUpdates" && this.#reporter === defaultReporter) return;
+    const report: Report = { source, message, error: this.#redact(error) };
     safeReport(this.#reporter, report);
   }
 }
+
+/** What each kind of call does, for reports and errors. */
+const CALLS = {
+  getMe: "get the bot's info (getMe)",
+  getUpdates: "fetch updates (getUpdates)",
+  journal: "use the journal",
+} as const;
 
 function errorCode(error: unknown): number | undefined {
   if (typeof error !== "object" || error === null || !("error_code" in error)) return undefined;

@@ -48,7 +48,14 @@ export type { SourceOptions, SupplierStats, UpdateSource, UpdateSupplier } from 
 export { createUpdateFetcher, createUpdateSupplier } from "./fetcher.ts";
 export type { BotUpdateSupplier } from "./fetcher.ts";
 export { createBatchSink, createConcurrentSink, createSequentialSink } from "./sink.ts";
-export type { Outcome, SinkErrorHandler, SinkOptions, SinkStats, UpdateConsumer, UpdateSink } from "./sink.ts";
+export type {
+  Outcome,
+  SinkErrorHandler,
+  SinkOptions,
+  SinkStats,
+  UpdateConsumer,
+  UpdateSink,
+} from "./sink.ts";
 
 /** Options of `run(bot, options)`, grouped by the part they configure. */
 export interface RunOptions<Y> {
@@ -101,15 +108,20 @@ export function run<Y extends { update_id: number }, R>(
 ): RunnerHandle<Y> {
   const subject = "Cannot run bot";
   if (typeof bot !== "object" || bot === null || typeof bot.handleUpdate !== "function") {
-    throw new TypeError(`${subject} as 'bot' must have handleUpdate, errorHandler and api.getUpdates`);
+    throw new TypeError(
+      `${subject} as 'bot' must have handleUpdate, errorHandler and api.getUpdates`,
+    );
   }
   optionalObject(subject, "options", options);
-  const { source: sourceOptions = {}, runner: runnerOptions = {}, sink: sinkOptions = {}, signal } = options;
+  const { source: sourceOptions = {}, runner: runnerOptions = {}, sink: sinkOptions = {}, signal } =
+    options;
   optionalObject(subject, "source", sourceOptions);
   optionalObject(subject, "runner", runnerOptions);
   optionalObject(subject, "sink", sinkOptions);
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError(`${subject} as 'signal' must be an AbortSignal: current value is ${String(signal)}`);
+    throw new TypeError(
+      `${subject} as 'signal' must be an AbortSignal: current value is ${String(signal)}`,
+    );
   }
   const reporter = runnerOptions.reporter ?? defaultReporter;
 
@@ -124,7 +136,9 @@ export function run<Y extends { update_id: number }, R>(
       } catch (thrown) {
         const report: Report = {
           source: "errorHandler",
-          message: `The bot's error handler threw (set one with bot.catch): ${describe(thrown, bot.token)}`,
+          message: `The bot's error handler threw (set one with bot.catch): ${
+            describe(thrown, bot.token)
+          }`,
           error: thrown,
         };
         safeReport(reporter, report);

@@ -142,10 +142,14 @@ class Runner<Y> {
 
   constructor(source: UpdateSource<Y>, sink: UpdateSink<Y>) {
     if (typeof source?.generator !== "function") {
-      throw new TypeError("Cannot create runner as 'source' must be an update source (see createSource)");
+      throw new TypeError(
+        "Cannot create runner as 'source' must be an update source (see createSource)",
+      );
     }
     if (typeof sink?.handle !== "function") {
-      throw new TypeError("Cannot create runner as 'sink' must be an update sink (see createConcurrentSink)");
+      throw new TypeError(
+        "Cannot create runner as 'sink' must be an update sink (see createConcurrentSink)",
+      );
     }
     this.#source = source;
     this.#sink = sink;
@@ -165,8 +169,14 @@ class Runner<Y> {
 
   stop(options: StopOptions = {}): Promise<StopResult<Y>> {
     const { timeout } = options;
-    if (timeout !== undefined && (typeof timeout !== "number" || Number.isNaN(timeout) || timeout < 0)) {
-      throw new RangeError(`Cannot stop runner as 'timeout' must be a number of at least 0: current value is ${String(timeout)}`);
+    if (
+      timeout !== undefined && (typeof timeout !== "number" || Number.isNaN(timeout) || timeout < 0)
+    ) {
+      throw new RangeError(
+        `Cannot stop runner as 'timeout' must be a number of at least 0: current value is ${
+          String(timeout)
+        }`,
+      );
     }
     this.#restart = false;
     if (this.#stopping !== undefined) return this.#stopping;

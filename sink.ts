@@ -519,7 +519,11 @@ class SinkCore<Y> {
 
   /** Hands a free permit on: first to updates whose key came free, then to new ones. */
   #releasePermit(): void {
-    for (let entry = this.#returning.shift(); entry !== undefined; entry = this.#returning.shift()) {
+    for (
+      let entry = this.#returning.shift();
+      entry !== undefined;
+      entry = this.#returning.shift()
+    ) {
       if (entry.state !== "returning") continue;
       this.#returningCount--;
       entry.state = "running";

@@ -144,7 +144,8 @@ export function createSource<Y>(
         }
         yield batch;
         const pause = pacer.next(batch.length);
-        if (pause > 0) await delay(pause, signal);
+        // An empty batch that came back at once must not starve the event loop.
+        if (pause > 0 || batch.length === 0) await delay(pause, signal);
       }
     } finally {
       if (own === epoch) {

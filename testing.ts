@@ -524,8 +524,12 @@ export class FakeBotApi implements AsyncDisposable {
       limit,
       answer(answer) {
         release();
-        body.enqueue(encoder.encode(JSON.stringify(answer)));
-        body.close();
+        try {
+          body.enqueue(encoder.encode(JSON.stringify(answer)));
+          body.close();
+        } catch {
+          // The client hung up before Deno cancelled the body: nobody to answer.
+        }
       },
     };
     const stream = new ReadableStream<Uint8Array>({

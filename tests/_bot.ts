@@ -1,6 +1,6 @@
 // Builds grammY bots wired to the fake Bot API, and records what they did.
 
-import { Bot, type Context, type SessionFlavor, session } from "grammy";
+import { Bot, type Context, session, type SessionFlavor } from "grammy";
 import type { FakeBotApi } from "../testing.ts";
 import { sequentialize } from "../mod.ts";
 

@@ -13,13 +13,18 @@ export function flush(): Promise<void> {
 
 /** Whether `promise` is still pending after the microtask queue drained. */
 export async function isPending(promise: Promise<unknown>): Promise<boolean> {
-  const marker = Symbol("pending");
-  const result = await Promise.race([promise.then(() => undefined, () => undefined), flush().then(() => marker)]);
-  return result === marker;
+  let settled = false;
+  promise.then(() => (settled = true), () => (settled = true));
+  await flush();
+  return !settled;
 }
 
 /** Waits until `condition()` holds, checking every few ms, failing after `limit` ms. */
-export async function until(condition: () => boolean, limit = 10_000, what = "condition"): Promise<void> {
+export async function until(
+  condition: () => boolean,
+  limit = 10_000,
+  what = "condition",
+): Promise<void> {
   const start = Date.now();
   while (!condition()) {
     if (Date.now() - start > limit) throw new Error(`Timed out waiting for ${what}`);

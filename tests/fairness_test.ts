@@ -39,7 +39,10 @@ Deno.test("fetching waits when `maxPending` updates are taken and unfinished", a
   let finished = 0;
   const bot = botFor(api);
   bot.use(sequentialize(byChat));
-  const handle = run(bot, { runner: { fetch: { timeout: 1 } }, sink: { concurrency: 4, maxPending: 10 } });
+  const handle = run(bot, {
+    runner: { fetch: { timeout: 1 } },
+    sink: { concurrency: 4, maxPending: 10 },
+  });
   bot.on("message", async () => {
     peakPending = Math.max(peakPending, handle.stats().pending);
     await hotGate.promise;

@@ -5,7 +5,9 @@ type U = { update_id: number };
 const TOKEN = "123456:AAAA-secret-token-that-must-never-leak-0123456789";
 
 /** A stand-in for `bot` whose getUpdates answers from a script. */
-function scriptedBot(script: Array<U[] | Error | ((args: { offset: number; limit: number }) => U[])>) {
+function scriptedBot(
+  script: Array<U[] | Error | ((args: { offset: number; limit: number }) => U[])>,
+) {
   const calls: { offset: number; limit: number; timeout: number }[] = [];
   return {
     calls,
@@ -24,11 +26,16 @@ function scriptedBot(script: Array<U[] | Error | ((args: { offset: number; limit
 }
 
 function apiError(code: number, description: string, parameters?: object) {
-  return Object.assign(new Error(`Call to 'getUpdates' failed! (${code}: ${description}) https://api.telegram.org/bot${TOKEN}/getUpdates`), {
-    error_code: code,
-    description,
-    ...(parameters ? { parameters } : {}),
-  });
+  return Object.assign(
+    new Error(
+      `Call to 'getUpdates' failed! (${code}: ${description}) https://api.telegram.org/bot${TOKEN}/getUpdates`,
+    ),
+    {
+      error_code: code,
+      description,
+      ...(parameters ? { parameters } : {}),
+    },
+  );
 }
 
 const signal = () => new AbortController().signal;
@@ -53,7 +60,10 @@ Deno.test("the fetcher retries network errors, 5xx and malformed answers without
     [{ message: {} } as never],
     [{ update_id: 1 }],
   ]);
-  const fetch = createUpdateFetcher(bot, { retryInterval: 1, reporter: (r) => void reports.push(r) });
+  const fetch = createUpdateFetcher(bot, {
+    retryInterval: 1,
+    reporter: (r) => void reports.push(r),
+  });
   assert.deepEqual(await fetch(100, signal()), [{ update_id: 1 }]);
   assert.equal(bot.calls.length, 5);
   assert.ok(bot.calls.every((call) => call.offset === 0));
@@ -68,8 +78,13 @@ Deno.test("the fetcher retries network errors, 5xx and malformed answers without
 
 Deno.test("the fetcher waits retry_after on 429, then goes on", async () => {
   const reports: Report[] = [];
-  const bot = scriptedBot([apiError(429, "Too Many Requests: retry after 0", { retry_after: 0 }), [{ update_id: 3 }]]);
-  const fetch = createUpdateFetcher(bot, { retryInterval: 60_000, reporter: (r) => void reports.push(r) });
+  const bot = scriptedBot([apiError(429, "Too Many Requests: retry after 0", { retry_after: 0 }), [{
+    update_id: 3,
+  }]]);
+  const fetch = createUpdateFetcher(bot, {
+    retryInterval: 60_000,
+    reporter: (r) => void reports.push(r),
+  });
   // retryInterval is a minute: finishing at all shows retry_after was used.
   assert.deepEqual(await fetch(100, signal()), [{ update_id: 3 }]);
   assert.match(reports[0]!.message, /retrying in 0 ms/);
@@ -84,15 +99,23 @@ Deno.test("the fetcher ends at once on 401 with an error that hides the token", 
   assert.equal(error.error_code, 401);
   assert.match(error.message, /rejected the bot token/);
   assert.equal(bot.calls.length, 1);
-  const everything = `${error.message} ${error.stack} ${(error.cause as Error).message} ${(error.cause as Error).stack}`;
+  const everything = `${error.message} ${error.stack} ${(error.cause as Error).message} ${
+    (error.cause as Error).stack
+  }`;
   assert.ok(!everything.includes(TOKEN));
   assert.ok(!everything.includes("AAAA-secret"));
 });
 
 Deno.test("the fetcher rides out 409 within maxConflictTime and ends with a clear error after it", async (t) => {
   await t.step("shorter than the grace window: goes on", async () => {
-    const bot = scriptedBot([apiError(409, "Conflict"), apiError(409, "Conflict"), [{ update_id: 5 }]]);
-    const fetch = createUpdateFetcher(bot, { retryInterval: 1, maxConflictTime: 10_000, silent: true });
+    const bot = scriptedBot([apiError(409, "Conflict"), apiError(409, "Conflict"), [{
+      update_id: 5,
+    }]]);
+    const fetch = createUpdateFetcher(bot, {
+      retryInterval: 1,
+      maxConflictTime: 10_000,
+      silent: true,
+    });
     assert.deepEqual(await fetch(100, signal()), [{ update_id: 5 }]);
   });
   await t.step("longer than the grace window: PollingError", async () => {
@@ -112,7 +135,10 @@ Deno.test("the fetcher gives up after maxRetryTime", async () => {
   const error = await fetch(100, signal()).catch((e) => e);
   assert.ok(error instanceof PollingError);
   assert.equal(error.reason, "retries");
-  assert.match(error.message, /Could not fetch updates \(getUpdates\) for longer than maxRetryTime \(30 ms\)/);
+  assert.match(
+    error.message,
+    /Could not fetch updates \(getUpdates\) for longer than maxRetryTime \(30 ms\)/,
+  );
 });
 
 Deno.test("the fetcher stops retrying when its signal aborts", async () => {
@@ -135,7 +161,9 @@ Deno.test("'handled' mode never confirms past the oldest unfinished update", asy
     return ids.map((update_id) => ({ update_id }));
   }]);
   const supplier = createUpdateSupplier(bot, { confirm: "handled" });
-  assert.deepEqual(await supplier.supply(3, signal()), [{ update_id: 1 }, { update_id: 2 }, { update_id: 3 }]);
+  assert.deepEqual(await supplier.supply(3, signal()), [{ update_id: 1 }, { update_id: 2 }, {
+    update_id: 3,
+  }]);
   supplier.done(2);
   supplier.done(3);
   assert.equal(supplier.offset(), 1, "1 is unfinished");
@@ -166,17 +194,70 @@ Deno.test("confirm() sends one getUpdates whose offset is past everything finish
 Deno.test("the fetcher rejects bad options, naming the option and the value", async (t) => {
   const bot = scriptedBot([[]]);
   const cases: [string, object, string, RegExp][] = [
-    ["fetch.timeout -5", { fetch: { timeout: -5 } }, "RangeError", /'fetch.timeout' must be a number of at least 0: current value is -5/],
+    [
+      "fetch.timeout -5",
+      { fetch: { timeout: -5 } },
+      "RangeError",
+      /'fetch.timeout' must be a number of at least 0: current value is -5/,
+    ],
     ["retryInterval -1", { retryInterval: -1 }, "RangeError", /'retryInterval'.*-1/],
-    ["retryInterval unknown", { retryInterval: "linear" }, "TypeError", /'retryInterval' must be one of "exponential", "quadratic": current value is "linear"/],
+    [
+      "retryInterval unknown",
+      { retryInterval: "linear" },
+      "TypeError",
+      /'retryInterval' must be one of "exponential", "quadratic": current value is "linear"/,
+    ],
     ["maxRetryTime NaN", { maxRetryTime: NaN }, "RangeError", /'maxRetryTime'.*NaN/],
     ["confirm unknown", { confirm: "never" }, "TypeError", /'confirm'.*"never"/],
-    ["reporter not a function", { reporter: 5 }, "TypeError", /'reporter' must be a function: current value is 5/],
+    [
+      "reporter not a function",
+      { reporter: 5 },
+      "TypeError",
+      /'reporter' must be a function: current value is 5/,
+    ],
   ];
   for (const [name, options, type, message] of cases) {
-    await t.step(name, () => assert.throws(() => createUpdateSupplier(bot, options as never), { name: type, message }));
+    await t.step(
+      name,
+      () =>
+        assert.throws(() => createUpdateSupplier(bot, options as never), { name: type, message }),
+    );
   }
   await t.step("'handled' needs the supplier", () => {
-    assert.throws(() => createUpdateFetcher(bot, { confirm: "handled" }), { name: "TypeError", message: /'confirm'/ });
+    assert.throws(() => createUpdateFetcher(bot, { confirm: "handled" }), {
+      name: "TypeError",
+      message: /'confirm'/,
+    });
+  });
+});
+
+Deno.test("journal failures are retried and reported as such; a journal TypeError ends at once", async (t) => {
+  const journal = (store: () => Promise<void>, open = () => Promise.resolve({ unfinished: [], lastId: undefined })) => ({
+    open,
+    store,
+    finish: () => Promise.resolve(),
+    compact: () => Promise.resolve(),
+  });
+  await t.step("a passing store failure is retried, and getUpdates stats stay true", async () => {
+    const reports: Report[] = [];
+    let failures = 1;
+    const bot = scriptedBot([[{ update_id: 1 }]]);
+    const supplier = createUpdateSupplier(bot, {
+      retryInterval: 1,
+      reporter: (r) => void reports.push(r),
+      journal: journal(() => failures-- > 0 ? Promise.reject(new Error("disk busy")) : Promise.resolve()),
+    });
+    assert.deepEqual(await supplier.supply(100, signal()), [{ update_id: 1 }]);
+    assert.deepEqual(reports.map((r) => r.source), ["journal"]);
+    assert.equal(supplier.stats().calls, 1, "journal calls are not getUpdates calls");
+    assert.equal(supplier.stats().failures, 0);
+  });
+  await t.step("a journal that rejects its input ends the run", async () => {
+    const bot = scriptedBot([[]]);
+    const supplier = createUpdateSupplier(bot, {
+      journal: journal(() => Promise.resolve(), () => Promise.reject(new TypeError("'last' is not a number"))),
+    });
+    await assert.rejects(supplier.supply(100, signal()), { name: "TypeError", message: /'last'/ });
+    assert.equal(bot.calls.length, 0, "no update was fetched without the journal");
   });
 });

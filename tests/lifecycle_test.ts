@@ -23,21 +23,35 @@ Deno.test("stop() under load waits for every handler, confirms, and a restart lo
       const ids = api.pushMessages(5_000, { chats: 500 });
       const stopAt = 500 + Math.floor(random(seed)() * 4_000);
 
-      const first = run(loadBot(api, recorder, seed), { runner: quick, sink: { concurrency: 100 } });
+      const first = run(loadBot(api, recorder, seed), {
+        runner: quick,
+        sink: { concurrency: 100 },
+      });
       await until(() => recorder.total >= stopAt, 30_000, `${stopAt} updates`);
       assert.ok(recorder.running > 0, "the stop must happen under load");
       await first.stop();
       assert.equal(recorder.running, 0, "no handler runs after stop() resolved");
       assert.equal(first.isRunning(), false);
       const handled = [...recorder.handled.keys()].toSorted((a, b) => a - b);
-      assert.deepEqual(handled, ids.slice(0, handled.length), "what was handled is a prefix of the stream");
+      assert.deepEqual(
+        handled,
+        ids.slice(0, handled.length),
+        "what was handled is a prefix of the stream",
+      );
       assert.equal(api.offset(), handled.at(-1)! + 1, "exactly what was handled is confirmed");
 
-      const second = run(loadBot(api, recorder, seed + 100), { runner: quick, sink: { concurrency: 100 } });
+      const second = run(loadBot(api, recorder, seed + 100), {
+        runner: quick,
+        sink: { concurrency: 100 },
+      });
       await until(() => recorder.total >= 5_000, 30_000, "the rest");
       await second.stop();
       assert.equal(recorder.duplicates, 0, "no update handled twice");
-      assert.deepEqual([...recorder.handled.keys()].toSorted((a, b) => a - b), ids, "no update lost");
+      assert.deepEqual(
+        [...recorder.handled.keys()].toSorted((a, b) => a - b),
+        ids,
+        "no update lost",
+      );
       assert.equal(api.pending(), 0);
     });
   }
@@ -89,7 +103,9 @@ Deno.test("every update is handled exactly once under 10 % 500s, 3 % 429s and 2 
 });
 
 Deno.test("a rejected token ends the run at once; task() rejects without the token", async () => {
-  await using api = await FakeBotApi.start({ token: "111111:THE-REAL-TOKEN-abcdefghijklmnopqrstuvwxyz" });
+  await using api = await FakeBotApi.start({
+    token: "111111:THE-REAL-TOKEN-abcdefghijklmnopqrstuvwxyz",
+  });
   const bot = botFor(api, "111111:A-WRONG-TOKEN-abcdefghijklmnopqrstuvwxyz");
   const handle = run(bot, { runner: { ...quick, silent: true } });
   const error = await handle.task()!.then(() => undefined, (e) => e);
@@ -108,7 +124,9 @@ Deno.test("409 from another poller: shorter than the grace window goes on, longe
     const bot = loadBot(api, recorder, 3);
     const ids = api.pushMessages(50);
     api.conflictFor(150);
-    const handle = run(bot, { runner: { ...quick, retryInterval: 20, maxConflictTime: 5_000, silent: true } });
+    const handle = run(bot, {
+      runner: { ...quick, retryInterval: 20, maxConflictTime: 5_000, silent: true },
+    });
     await until(() => recorder.total === 50, 10_000, "50 updates");
     await handle.stop();
     assert.ok(api.stats.getUpdatesErrors > 0);
@@ -118,11 +136,16 @@ Deno.test("409 from another poller: shorter than the grace window goes on, longe
     await using api = await FakeBotApi.start();
     const bot = botFor(api);
     api.conflictFor(60_000);
-    const handle = run(bot, { runner: { ...quick, retryInterval: 10, maxConflictTime: 100, silent: true } });
+    const handle = run(bot, {
+      runner: { ...quick, retryInterval: 10, maxConflictTime: 100, silent: true },
+    });
     const error = await handle.task()!.then(() => undefined, (e) => e);
     assert.ok(error instanceof PollingError);
     assert.equal(error.reason, "conflict");
-    assert.match(error.message, /Another instance is polling getUpdates with this token \(409 Conflict\)/);
+    assert.match(
+      error.message,
+      /Another instance is polling getUpdates with this token \(409 Conflict\)/,
+    );
     assert.ok(error.cause instanceof Error);
     assert.ok(!(error.cause instanceof GrammyError), "the cause is a redacted copy");
   });
@@ -208,6 +231,9 @@ Deno.test("the handle's lifecycle calls are defined in every state", async (t) =
     await handle.stop();
   });
   await t.step("stop() rejects a bad timeout", () => {
-    assert.throws(() => handle.stop({ timeout: -1 }), { name: "RangeError", message: /'timeout'.*-1/ });
+    assert.throws(() => handle.stop({ timeout: -1 }), {
+      name: "RangeError",
+      message: /'timeout'.*-1/,
+    });
   });
 });

@@ -90,7 +90,12 @@ Deno.test("property: the sink with sequentialize loses nothing, runs nothing twi
           maxPending: concurrency + 50,
           // Hanging updates run out of time; the timeout handler lets them go on.
           ...(withTimeouts
-            ? { timeout: { milliseconds: 50, handler: (update: U) => hanging.get(update.update_id)?.() } }
+            ? {
+              timeout: {
+                milliseconds: 50,
+                handler: (update: U) => hanging.get(update.update_id)?.(),
+              },
+            }
             : {}),
           onSettled: (update, outcome) =>
             outcomes.set(update.update_id, [...(outcomes.get(update.update_id) ?? []), outcome]),
@@ -110,11 +115,24 @@ Deno.test("property: the sink with sequentialize loses nothing, runs nothing twi
       const failed = [...outcomes].filter(([, list]) => list[0] === "failed").map(([id]) => id);
       assert.deepEqual(errors.toSorted((a, b) => a - b), failed.toSorted((a, b) => a - b));
       const expectedFailures = updates.filter((u) => u.fails).map((u) => u.update_id);
-      const timedOut = new Set([...outcomes].filter(([, list]) => list[0] === "timedOut").map(([id]) => id));
-      assert.deepEqual(failed, failed.filter((id) => expectedFailures.includes(id)), "only failing updates failed");
-      assert.equal(failed.length + [...timedOut].filter((id) => expectedFailures.includes(id)).length, expectedFailures.length);
+      const timedOut = new Set(
+        [...outcomes].filter(([, list]) => list[0] === "timedOut").map(([id]) => id),
+      );
+      assert.deepEqual(
+        failed,
+        failed.filter((id) => expectedFailures.includes(id)),
+        "only failing updates failed",
+      );
+      assert.equal(
+        failed.length + [...timedOut].filter((id) => expectedFailures.includes(id)).length,
+        expectedFailures.length,
+      );
       const hung = updates.filter((u) => u.hangs).map((u) => u.update_id);
-      assert.deepEqual(hung.filter((id) => !timedOut.has(id)), [], "every hanging update timed out");
+      assert.deepEqual(
+        hung.filter((id) => !timedOut.has(id)),
+        [],
+        "every hanging update timed out",
+      );
       if (withTimeouts) assert.ok(hung.length > 0, "the workload has hanging updates");
       assert.equal(seen.overlaps, 0, "updates of one key never overlapped");
       for (const [key, ids] of seen.order) {
@@ -142,7 +160,9 @@ Deno.test("property: the fair path (sink) and the plain middleware path give the
   for (let i = 0; i < updates.length; i += 100) await sink.handle(updates.slice(i, i + 100));
   await sink.idle?.();
   // The plain path: every update at once through the middleware, no sink.
-  await Promise.allSettled(updates.map((update) => ordered2({ update }, () => plain.handle(update))));
+  await Promise.allSettled(
+    updates.map((update) => ordered2({ update }, () => plain.handle(update))),
+  );
   assert.deepEqual(viaSink.order, plain.order);
   assert.equal(viaSink.overlaps, 0);
   assert.equal(plain.overlaps, 0);

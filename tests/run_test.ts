@@ -71,7 +71,9 @@ Deno.test("run() passes middleware errors to bot.catch and keeps going", async (
 });
 
 Deno.test("run() reports an error handler that throws, without the token, and keeps running", async () => {
-  await using api = await FakeBotApi.start({ token: "987654:SECRET-token-value-abcdefghijklmnopqrstuvwxyz" });
+  await using api = await FakeBotApi.start({
+    token: "987654:SECRET-token-value-abcdefghijklmnopqrstuvwxyz",
+  });
   const bot = botFor(api);
   const reports: Report[] = [];
   bot.catch(() => {
@@ -81,7 +83,9 @@ Deno.test("run() reports an error handler that throws, without the token, and ke
     throw new Error("middleware failed");
   });
   api.pushMessages(5);
-  const handle = run(bot, { runner: { fetch: { timeout: 1 }, reporter: (r) => void reports.push(r) } });
+  const handle = run(bot, {
+    runner: { fetch: { timeout: 1 }, reporter: (r) => void reports.push(r) },
+  });
   await until(() => reports.length === 5, 10_000, "five reports");
   assert.ok(handle.isRunning());
   await handle.stop();
@@ -95,16 +99,49 @@ Deno.test("run() rejects bad options before sending any request", async (t) => {
   await using api = await FakeBotApi.start();
   const bot = botFor(api);
   const cases: [string, object, string, RegExp][] = [
-    ["sink.concurrency 0", { sink: { concurrency: 0 } }, "RangeError", /'concurrency' must be a positive integer: current value is 0/],
-    ["source.speedTrafficBalance 2", { source: { speedTrafficBalance: 2 } }, "RangeError", /'speedTrafficBalance' must be a number from 0 to 1: current value is 2/],
-    ["runner.retryInterval -1", { runner: { retryInterval: -1 } }, "RangeError", /'retryInterval'.*-1/],
-    ["runner.fetch.timeout -5", { runner: { fetch: { timeout: -5 } } }, "RangeError", /'fetch.timeout'.*-5/],
-    ["source.maxDelayMilliseconds '5'", { source: { maxDelayMilliseconds: "5" } }, "TypeError", /'maxDelayMilliseconds'.*"5"/],
-    ["sink not an object", { sink: 5 }, "TypeError", /'sink' must be an object: current value is 5/],
+    [
+      "sink.concurrency 0",
+      { sink: { concurrency: 0 } },
+      "RangeError",
+      /'concurrency' must be a positive integer: current value is 0/,
+    ],
+    [
+      "source.speedTrafficBalance 2",
+      { source: { speedTrafficBalance: 2 } },
+      "RangeError",
+      /'speedTrafficBalance' must be a number from 0 to 1: current value is 2/,
+    ],
+    [
+      "runner.retryInterval -1",
+      { runner: { retryInterval: -1 } },
+      "RangeError",
+      /'retryInterval'.*-1/,
+    ],
+    [
+      "runner.fetch.timeout -5",
+      { runner: { fetch: { timeout: -5 } } },
+      "RangeError",
+      /'fetch.timeout'.*-5/,
+    ],
+    [
+      "source.maxDelayMilliseconds '5'",
+      { source: { maxDelayMilliseconds: "5" } },
+      "TypeError",
+      /'maxDelayMilliseconds'.*"5"/,
+    ],
+    [
+      "sink not an object",
+      { sink: 5 },
+      "TypeError",
+      /'sink' must be an object: current value is 5/,
+    ],
     ["signal not a signal", { signal: {} }, "TypeError", /'signal' must be an AbortSignal/],
   ];
   for (const [name, options, type, message] of cases) {
-    await t.step(name, () => assert.throws(() => run(bot, options as never), { name: type, message }));
+    await t.step(
+      name,
+      () => assert.throws(() => run(bot, options as never), { name: type, message }),
+    );
   }
   assert.deepEqual(api.stats.requests, {});
 });

@@ -323,14 +323,55 @@ Deno.test("sinks reject bad options, naming the option and the value", async (t)
   const consumer = { consume: async () => {} };
   const handler = async () => {};
   const cases: [string, () => unknown, string, RegExp][] = [
-    ["concurrency 0", () => createConcurrentSink(consumer, handler, { concurrency: 0 }), "RangeError", /'concurrency' must be a positive integer: current value is 0/],
-    ["concurrency 1.5", () => createConcurrentSink(consumer, handler, { concurrency: 1.5 }), "RangeError", /'concurrency'.*1\.5/],
-    ["concurrency string", () => createConcurrentSink(consumer, handler, { concurrency: "5" as never }), "TypeError", /'concurrency'.*"5"/],
-    ["maxPending below concurrency", () => createConcurrentSink(consumer, handler, { concurrency: 10, maxPending: 5 }), "RangeError", /'maxPending' must be at least 'concurrency' \(10\): current value is 5/],
-    ["timeout.milliseconds -1", () => createConcurrentSink(consumer, handler, { timeout: { milliseconds: -1, handler() {} } }), "RangeError", /'timeout.milliseconds'.*-1/],
-    ["timeout.handler missing", () => createConcurrentSink(consumer, handler, { timeout: { milliseconds: 5 } as never }), "TypeError", /'timeout.handler' must be a function/],
-    ["consumer without consume", () => createConcurrentSink({} as never, handler), "TypeError", /'consumer.consume' must be a function/],
-    ["error handler missing", () => createSequentialSink(consumer, undefined as never), "TypeError", /'errorHandler' must be a function/],
+    [
+      "concurrency 0",
+      () => createConcurrentSink(consumer, handler, { concurrency: 0 }),
+      "RangeError",
+      /'concurrency' must be a positive integer: current value is 0/,
+    ],
+    [
+      "concurrency 1.5",
+      () => createConcurrentSink(consumer, handler, { concurrency: 1.5 }),
+      "RangeError",
+      /'concurrency'.*1\.5/,
+    ],
+    [
+      "concurrency string",
+      () => createConcurrentSink(consumer, handler, { concurrency: "5" as never }),
+      "TypeError",
+      /'concurrency'.*"5"/,
+    ],
+    [
+      "maxPending below concurrency",
+      () => createConcurrentSink(consumer, handler, { concurrency: 10, maxPending: 5 }),
+      "RangeError",
+      /'maxPending' must be at least 'concurrency' \(10\): current value is 5/,
+    ],
+    [
+      "timeout.milliseconds -1",
+      () =>
+        createConcurrentSink(consumer, handler, { timeout: { milliseconds: -1, handler() {} } }),
+      "RangeError",
+      /'timeout.milliseconds'.*-1/,
+    ],
+    [
+      "timeout.handler missing",
+      () => createConcurrentSink(consumer, handler, { timeout: { milliseconds: 5 } as never }),
+      "TypeError",
+      /'timeout.handler' must be a function/,
+    ],
+    [
+      "consumer without consume",
+      () => createConcurrentSink({} as never, handler),
+      "TypeError",
+      /'consumer.consume' must be a function/,
+    ],
+    [
+      "error handler missing",
+      () => createSequentialSink(consumer, undefined as never),
+      "TypeError",
+      /'errorHandler' must be a function/,
+    ],
   ];
   for (const [name, create, type, message] of cases) {
     await t.step(name, () => assert.throws(create, { name: type, message }));

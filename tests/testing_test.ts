@@ -427,3 +427,18 @@ Deno.test("start() rejects bad options, naming the option and the value", async 
     assert.throws(() => api.conflictFor(-1), RangeError);
   });
 });
+
+Deno.test("a getUpdates right after the client aborted a held one is answered normally", async () => {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  const controller = new AbortController();
+  const held = bot.api.getUpdates({ timeout: 30 }, grammySignal(controller.signal)).catch((e) => e);
+  while (!api.longPolling()) await new Promise((resolve) => setTimeout(resolve, 1));
+  controller.abort();
+  await held;
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  // The server may not have noticed the hang-up yet: this must not be a 500.
+  api.pushMessages(1);
+  const updates = await bot.api.getUpdates({ offset: 1, limit: 1, timeout: 0 });
+  assert.equal(updates.length, 1);
+});
