@@ -5,6 +5,7 @@
 //   deno run -A examples/custom_composition.ts
 
 import { Bot } from "grammy";
+import type { Update } from "grammy/types";
 import { createConcurrentSink, createRunner, createSource, createUpdateSupplier } from "../mod.ts";
 import { allHandled, connect } from "./_connect.ts";
 
@@ -15,7 +16,7 @@ await bot.init();
 
 const supplier = createUpdateSupplier(bot, { fetch: { timeout: 30 } });
 const source = createSource(supplier, { speedTrafficBalance: 0.5, maxDelayMilliseconds: 200 });
-const sink = createConcurrentSink(
+const sink = createConcurrentSink<Update>(
   { consume: (update) => bot.handleUpdate(update) },
   async (error) => console.error("update failed:", error),
   {

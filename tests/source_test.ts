@@ -35,7 +35,9 @@ Deno.test("close() aborts the pending supply and ends the generator; iterating a
   let aborted = 0;
   const source = createSource<U>({
     supply: (_, signal) =>
-      new Promise((_, reject) => signal.addEventListener("abort", () => (aborted++, reject(new Error("aborted"))))),
+      new Promise((_, reject) =>
+        signal.addEventListener("abort", () => (aborted++, reject(new Error("aborted"))))
+      ),
   });
   const first = source.generator().next();
   await flush();
@@ -85,7 +87,10 @@ Deno.test("speedTrafficBalance pauses between small batches, never longer than m
   await pending;
   source.close();
   const gaps = times.slice(1).map((t, i) => t - times[i]!);
-  assert.ok(gaps.slice(1).every((gap) => gap >= 20), `gaps ${gaps} should be close to the 30 ms cap`);
+  assert.ok(
+    gaps.slice(1).every((gap) => gap >= 20),
+    `gaps ${gaps} should be close to the 30 ms cap`,
+  );
 });
 
 Deno.test("speedTrafficBalance 0 fetches again at once", async () => {
