@@ -15,12 +15,15 @@
  */
 
 import { delay, Queue } from "./_async.ts";
+import { PollingError, type PollingFailure, type RetrySettings, withRetries } from "./_retry.ts";
 import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
 import { describe, redactError } from "./_redact.ts";
 import { isFunction, numberInRange, oneOf, optionalObject } from "./_validate.ts";
 import type { SupplierStats, UpdateSupplier } from "./source.ts";
 
 export type { Report, Reporter };
+export { PollingError };
+export type { PollingFailure };
 
 /**
  * The members of a grammY `Bot` that the runner uses. Any grammY 1.x bot
@@ -153,35 +156,6 @@ export interface RunnerOptions<Y = { update_id: number }> {
   reporter?: Reporter;
 }
 
-/** Why polling ended for good. */
-export type PollingFailure = "unauthorized" | "conflict" | "retries";
-
-/** The error a run ends with when getUpdates cannot go on. */
-export class PollingError extends Error {
-  /** What went wrong: a rejected token, another poller, or retries used up. */
-  readonly reason: PollingFailure;
-  /** The Bot API error code, if there was one. */
-  readonly error_code: number | undefined;
-
-  /**
-   * Creates the error; the runner does this, you rarely need to.
-   *
-   * @param reason What went wrong
-   * @param message A message without the token
-   * @param options The (redacted) cause and error code
-   */
-  constructor(
-    reason: PollingFailure,
-    message: string,
-    options: { cause?: unknown; error_code?: number } = {},
-  ) {
-    super(message, { cause: options.cause });
-    this.name = "PollingError";
-    this.reason = reason;
-    this.error_code = options.error_code;
-  }
-}
-
 /** An update supplier over getUpdates that learns which updates are done. */
 export interface BotUpdateSupplier<Y> extends Required<UpdateSupplier<Y>> {
   /** Marks an update as finished (handled, failed or timed out). */
@@ -189,8 +163,6 @@ export interface BotUpdateSupplier<Y> extends Required<UpdateSupplier<Y>> {
   /** The offset the next getUpdates sends. */
   offset: () => number;
 }
-
-const RETRY_CAP = 30_000;
 
 /**
  * Creates the getUpdates supplier `run()` uses. Tell it which updates are
@@ -295,9 +267,7 @@ type PollingBot<Y> = Pick<BotAdapter<Y, never>, "init" | "api" | "token">;
 class UpdateFetcher<Y extends { update_id: number }> {
   readonly #bot: PollingBot<Y>;
   readonly #fetch: FetchOptions;
-  readonly #maxRetryTime: number;
-  readonly #retryInterval: "exponential" | "quadratic" | number;
-  readonly #maxConflictTime: number;
+  readonly #retry: RetrySettings;
   readonly #mode: ConfirmMode;
   readonly #silent: boolean;
   readonly #reporter: Reporter;
@@ -364,9 +334,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
 
     this.#bot = bot;
     this.#fetch = fetch;
-    this.#maxRetryTime = maxRetryTime;
-    this.#retryInterval = retryInterval;
-    this.#maxConflictTime = maxConflictTime;
+    this.#retry = { maxRetryTime, retryInterval, maxConflictTime };
     this.#mode = confirm;
     this.#silent = silent;
     this.#reporter = reporter;
@@ -561,83 +529,39 @@ class UpdateFetcher<Y extends { update_id: number }> {
     return (answer as Y[]).toSorted((a, b) => a.update_id - b.update_id);
   }
 
-  /** Runs `call`, retrying by the failure policy; throws `PollingError` when it gives up. */
-  async #call<T>(
+  /** Runs `call` under the failure policy (see `_retry.ts`), counting polls. */
+  #call<T>(
     kind: "getMe" | "getUpdates" | "journal",
     call: () => Promise<T>,
     signal: AbortSignal,
   ): Promise<T> {
-    const what = CALLS[kind];
     const polling = kind === "getUpdates";
-    let firstFailure: number | undefined;
-    let conflictSince: number | undefined;
-    let pause = typeof this.#retryInterval === "number" ? this.#retryInterval : 100;
-    while (true) {
-      if (polling) this.#calls++;
-      try {
+    const what = CALLS[kind];
+    return withRetries(
+      async () => {
+        if (polling) this.#calls++;
         const result = await call();
         if (polling) this.#lastSuccessAt = Date.now();
         return result;
-      } catch (error) {
-        if (signal.aborted) throw error;
+      },
+      this.#retry,
+      {
+        what,
+        signal,
         // A journal that rejects its own input will not change its mind.
-        if (kind === "journal" && (error instanceof TypeError || error instanceof RangeError)) {
-          throw error;
-        }
-        if (polling) this.#failures++;
-        const now = Date.now();
-        firstFailure ??= now;
-        const code = errorCode(error);
-        if (code === 401 || code === 404) {
-          throw new PollingError(
-            "unauthorized",
-            `The Bot API rejected the bot token (${code}); check the token you passed to the bot`,
-            { cause: this.#redact(error), error_code: code },
-          );
-        }
-        if (code === 409) {
-          conflictSince ??= now;
-          if (now - conflictSince >= this.#maxConflictTime) {
-            throw new PollingError(
-              "conflict",
-              `Another instance is polling getUpdates with this token (409 Conflict) for longer than maxConflictTime (${this.#maxConflictTime} ms); stop the other instance or remove its webhook`,
-              { cause: this.#redact(error), error_code: code },
-            );
-          }
-        } else {
-          conflictSince = undefined;
-        }
-        if (now - firstFailure >= this.#maxRetryTime) {
-          throw new PollingError(
-            "retries",
-            `Could not ${what} for longer than maxRetryTime (${this.#maxRetryTime} ms): ${
-              this.#describe(error)
-            }`,
-            { cause: this.#redact(error), ...(code === undefined ? {} : { error_code: code }) },
-          );
-        }
-        const retryAfter = code === 429 ? retryAfterSeconds(error) : undefined;
-        const wait = retryAfter !== undefined ? retryAfter * 1000 : this.#jitter(pause);
-        this.#report(
-          kind === "journal" ? "journal" : "getUpdates",
-          `Could not ${what}, retrying in ${Math.round(wait)} ms: ${this.#describe(error)}`,
-          error,
-        );
-        await delay(wait, signal);
-        if (signal.aborted) throw error;
-        if (retryAfter === undefined) pause = this.#grow(pause);
-      }
-    }
-  }
-
-  #grow(pause: number): number {
-    if (this.#retryInterval === "exponential") return Math.min(RETRY_CAP, pause * 2);
-    if (this.#retryInterval === "quadratic") return Math.min(RETRY_CAP, pause + 100);
-    return pause;
-  }
-
-  #jitter(pause: number): number {
-    return typeof this.#retryInterval === "number" ? pause : pause * (0.5 + Math.random() / 2);
+        isFinal: (error) =>
+          kind === "journal" && (error instanceof TypeError || error instanceof RangeError),
+        onFailure: () => void (polling && this.#failures++),
+        onRetry: (error, pause) =>
+          this.#report(
+            kind === "journal" ? "journal" : "getUpdates",
+            `Could not ${what}, retrying in ${Math.round(pause)} ms: ${this.#describe(error)}`,
+            error,
+          ),
+        redact: (error) => this.#redact(error),
+        describe: (error) => this.#describe(error),
+      },
+    );
   }
 
   #describe(error: unknown): string {
@@ -661,14 +585,3 @@ const CALLS = {
   getUpdates: "fetch updates (getUpdates)",
   journal: "use the journal",
 } as const;
-
-function errorCode(error: unknown): number | undefined {
-  if (typeof error !== "object" || error === null || !("error_code" in error)) return undefined;
-  return typeof error.error_code === "number" ? error.error_code : undefined;
-}
-
-function retryAfterSeconds(error: unknown): number | undefined {
-  const parameters = (error as { parameters?: { retry_after?: unknown } }).parameters;
-  const seconds = parameters?.retry_after;
-  return typeof seconds === "number" && seconds >= 0 ? seconds : undefined;
-}

@@ -564,7 +564,8 @@ class SinkCore<Y> {
   }
 
   #armTimer(entry: Entry<Y>): void {
-    if (this.#timeout === undefined) return;
+    // Longer than setTimeout can count (Infinity included) means no timeout.
+    if (this.#timeout === undefined || this.#timeout.milliseconds > 2 ** 31 - 1) return;
     entry.timer = setTimeout(() => this.#timeOut(entry), this.#timeout.milliseconds);
   }
 

@@ -158,6 +158,19 @@ Deno.test("a timed-out update frees its slot and the timeout handler gets its ta
   assert.equal(sink.stats?.().timedOut, 1);
 });
 
+Deno.test("a timeout of Infinity (as @grammyjs/runner's default) never fires", async () => {
+  let timedOut = 0;
+  const sink = createConcurrentSink<U>(
+    { consume: () => new Promise((resolve) => setTimeout(resolve, 20)) },
+    async () => {},
+    { timeout: { milliseconds: Infinity, handler: () => void timedOut++ } },
+  );
+  await sink.handle(updates(1));
+  await sink.idle?.();
+  assert.equal(timedOut, 0);
+  assert.equal(sink.stats?.().handled, 1);
+});
+
 Deno.test("a failure after a timeout is reported, not passed to the error handler", async () => {
   const reports: Report[] = [];
   let errors = 0;
