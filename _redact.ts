@@ -30,7 +30,8 @@ export function describe(error: unknown, token?: string): string {
  */
 export function redactError(error: unknown, token?: string): Error {
   if (!(error instanceof Error)) return new Error(redact(String(error), token));
-  const cause = (error as { cause?: unknown }).cause;
+  // grammY's HttpError keeps the failed fetch (with the URL) in `.error`.
+  const cause = (error as { cause?: unknown }).cause ?? (error as { error?: unknown }).error;
   const copy = new Error(
     redact(error.message, token),
     cause === undefined ? undefined : { cause: redactError(cause, token) },

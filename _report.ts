@@ -10,10 +10,11 @@ export interface Report {
     | "timeoutHandler"
     | "onSettled"
     | "lateFailure"
+    | "consumer"
     | "stop";
   /** One line, sentence case, without the bot token. */
   message: string;
-  /** The original error, if any. It may contain request URLs: redact before printing it. */
+  /** The error, if any: a copy with bot tokens removed from its message, stack and causes. */
   error?: unknown;
 }
 

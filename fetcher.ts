@@ -288,7 +288,8 @@ class UpdateFetcher<Y extends { update_id: number }> {
   /** Ids taken and not yet done, in order (only when tracking). */
   readonly #unfinished = new Queue<number>();
   readonly #done = new Set<number>();
-  #advanced = Promise.withResolvers<void>();
+  /** Resolved when the watermark moves; made only while the fetcher waits for that. */
+  #advanced: PromiseWithResolvers<void> | undefined;
   #calls = 0;
   #failures = 0;
   #lastSuccessAt: number | undefined;
@@ -374,8 +375,8 @@ class UpdateFetcher<Y extends { update_id: number }> {
       moved = true;
     }
     if (moved) {
-      this.#advanced.resolve();
-      this.#advanced = Promise.withResolvers<void>();
+      this.#advanced?.resolve();
+      this.#advanced = undefined;
     }
   }
 
@@ -393,7 +394,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
         ...this.#fetch,
         timeout: this.#fetch.timeout ?? 30,
         offset: this.nextOffset(),
-        limit: Math.max(1, Math.min(100, Math.floor(batchSize) || 1)),
+        limit: this.#limit(batchSize),
       };
       const answer = await this.#call("getUpdates", () => this.#getUpdates(args, signal), signal);
       this.#confirmedOffset = Math.max(this.#confirmedOffset, args.offset);
@@ -407,8 +408,11 @@ class UpdateFetcher<Y extends { update_id: number }> {
         return fresh;
       }
       // Only updates that are running or done came back (the "handled" mode
-      // holds the offset at the oldest unfinished one): wait until it moves.
+      // holds the offset at the oldest unfinished one). If the offset moved
+      // meanwhile, ask again at once; else wait until it moves.
+      if (this.nextOffset() > args.offset) continue;
       const woken = new AbortController();
+      this.#advanced ??= Promise.withResolvers<void>();
       await Promise.race([
         this.#advanced.promise,
         delay(1_000, AbortSignal.any([signal, woken.signal])),
@@ -416,6 +420,19 @@ class UpdateFetcher<Y extends { update_id: number }> {
       woken.abort();
       if (signal.aborted) return [];
     }
+  }
+
+  /**
+   * getUpdates' limit: the pace, plus, in "handled" mode, the updates past
+   * the offset that were taken already (Telegram sends them again, and they
+   * would crowd out new ones), at most 100.
+   */
+  #limit(batchSize: number): number {
+    const pace = Math.max(1, Math.floor(batchSize) || 1);
+    const again = this.#mode === "handled" && this.#journal === undefined
+      ? this.#unfinished.length
+      : 0;
+    return Math.min(100, pace + again);
   }
 
   #take(updates: Y[]): void {
@@ -540,7 +557,8 @@ class UpdateFetcher<Y extends { update_id: number }> {
     return withRetries(
       async () => {
         if (polling) this.#calls++;
-        const result = await call();
+        // grammY's init() and a journal take no signal: stop() must not wait for them.
+        const result = await abortable(call(), signal);
         if (polling) this.#lastSuccessAt = Date.now();
         return result;
       },
@@ -585,3 +603,16 @@ const CALLS = {
   getUpdates: "fetch updates (getUpdates)",
   journal: "use the journal",
 } as const;
+
+/** Settles like `promise`, or rejects as soon as `signal` aborts (the promise is then ignored). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}

@@ -18,7 +18,7 @@
  */
 
 import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
-import { describe } from "./_redact.ts";
+import { describe, redactError } from "./_redact.ts";
 import { optionalObject } from "./_validate.ts";
 import { type BotAdapter, createUpdateSupplier, type RunnerOptions } from "./fetcher.ts";
 import { createRunner, type RunnerHandle } from "./runner.ts";
@@ -139,7 +139,7 @@ export function run<Y extends { update_id: number }, R>(
           message: `The bot's error handler threw (set one with bot.catch): ${
             describe(thrown, bot.token)
           }`,
-          error: thrown,
+          error: redactError(thrown, bot.token),
         };
         safeReport(reporter, report);
       }

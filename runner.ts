@@ -181,14 +181,7 @@ class Runner<Y> {
     this.#restart = false;
     if (this.#stopping !== undefined) return this.#stopping;
     if (this.#state === "idle") return Promise.resolve({ unfinished: [] });
-    this.#stopping = this.#drain(timeout).finally(() => {
-      this.#stopping = undefined;
-      if (this.#restart) {
-        this.#restart = false;
-        this.start();
-      }
-    });
-    return this.#stopping;
+    return this.#end(timeout, undefined);
   }
 
   task(): Promise<void> | undefined {
@@ -235,21 +228,39 @@ class Runner<Y> {
   }
 
   /** A fatal error of the source: drain what was taken, then reject `task()`. */
-  async #fail(epoch: number, error: unknown): Promise<void> {
+  #fail(epoch: number, error: unknown): void {
     if (epoch !== this.#epoch || this.#state !== "running") return;
-    this.#state = "stopping";
-    this.#epoch++;
-    this.#source.close();
-    await this.#idle();
-    await this.#sink.close?.();
-    this.#state = "idle";
-    this.#task?.reject(error);
+    void this.#end(undefined, { error });
   }
 
-  async #drain(timeout: number | undefined): Promise<StopResult<Y>> {
+  /**
+   * Ends the run, for a `stop()` or a fatal error: stops fetching, waits for
+   * the sink (up to `timeout`), confirms (not after a fatal error), closes
+   * what the sink adopted, then settles `task()`. A `start()` meanwhile
+   * restarts once this is done.
+   */
+  #end(timeout: number | undefined, fatal: { error: unknown } | undefined) {
     this.#state = "stopping";
     this.#epoch++;
     this.#source.close();
+    this.#stopping = this.#drain(timeout, fatal === undefined)
+      .then((result) => {
+        this.#state = "idle";
+        if (fatal === undefined) this.#task?.resolve();
+        else this.#task?.reject(fatal.error);
+        return result;
+      })
+      .finally(() => {
+        this.#stopping = undefined;
+        if (this.#restart) {
+          this.#restart = false;
+          this.start();
+        }
+      });
+    return this.#stopping;
+  }
+
+  async #drain(timeout: number | undefined, confirm: boolean): Promise<StopResult<Y>> {
     const drained = this.#pulling.then(() => this.#idle());
     let unfinished: Y[] = [];
     if (timeout === undefined) {
@@ -263,10 +274,8 @@ class Runner<Y> {
       deadline.abort();
       if (!inTime) unfinished = this.#sink.snapshot();
     }
-    await this.#source.confirm?.();
+    if (confirm) await this.#source.confirm?.();
     await this.#sink.close?.();
-    this.#state = "idle";
-    this.#task?.resolve();
     return { unfinished };
   }
 

@@ -21,8 +21,8 @@
 
 import { Queue } from "./_async.ts";
 import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
-import { type Closable, registerSlot, unregisterSlot } from "./_slots.ts";
-import { describe } from "./_redact.ts";
+import { type Closable, registerSlot, type Slot, unregisterSlot } from "./_slots.ts";
+import { describe, redactError } from "./_redact.ts";
 import { isFunction, numberInRange, optionalObject, positiveInteger } from "./_validate.ts";
 
 export type { Report, Reporter };
@@ -259,30 +259,54 @@ function batchWise<Y>(core: SinkCore<Y>): UpdateSink<Y> {
 
 type State = "queued" | "running" | "released" | "returning" | "done" | "timedOut";
 
-interface Entry<Y> {
-  update: Y;
-  state: State;
-  takenAt: number;
-  task?: Promise<void>;
-  timer?: ReturnType<typeof setTimeout>;
-  resume?: () => void;
+/** An update in the sink. It is also the slot `sequentialize()` finds through the update. */
+class Task<Y> implements Slot {
+  state: State = "queued";
+  promise: Promise<void> | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  resume: (() => void) | undefined;
+
+  constructor(
+    readonly core: SinkCore<Y>,
+    readonly update: Y,
+    readonly takenAt: number,
+  ) {}
+
+  release(): void {
+    this.core.releaseForKey(this);
+  }
+
+  acquire(): Promise<void> {
+    return this.core.acquireAfterKey(this);
+  }
+
+  adopt(resource: Closable): void {
+    this.core.adopt(resource);
+  }
 }
 
 const SUBJECT = "Cannot create sink";
+
+/** How many updates a batch holds at most (getUpdates' limit). */
+const BATCH = 100;
 
 /** The permits, queues and bookkeeping behind every sink of this module. */
 class SinkCore<Y> {
   readonly #consumer: UpdateConsumer<Y>;
   readonly #errorHandler: SinkErrorHandler<unknown, Y>;
   readonly #maxPending: number;
+  /** Updates that may wait for a slot, so slots never idle while a fetch is on its way. */
+  readonly #ahead: number;
+  /** While every slot is busy, ask for more only when this many fit (whole batches). */
+  readonly #topUp: number;
   readonly #timeout: SinkOptions<Y>["timeout"];
   readonly #onSettled: SinkOptions<Y>["onSettled"];
   readonly #reporter: Reporter;
 
   #free: number;
-  readonly #queued = new Queue<Entry<Y>>();
-  readonly #returning = new Queue<Entry<Y>>();
-  readonly #pending = new Set<Entry<Y>>();
+  readonly #queued = new Queue<Task<Y>>();
+  readonly #returning = new Queue<Task<Y>>();
+  readonly #pending = new Set<Task<Y>>();
   #running = 0;
   #waitingForKey = 0;
   #returningCount = 0;
@@ -335,6 +359,8 @@ class SinkCore<Y> {
     this.#errorHandler = errorHandler as SinkErrorHandler<unknown, Y>;
     this.#free = kind === "concurrent" ? concurrency : kind === "sequential" ? 1 : Infinity;
     this.#maxPending = kind === "concurrent" ? maxPending : Infinity;
+    this.#ahead = kind === "concurrent" ? Math.min(2 * BATCH, concurrency) : 0;
+    this.#topUp = Math.max(1, Math.min(BATCH, Math.floor(this.#ahead / 2)));
     this.#timeout = timeout;
     this.#onSettled = onSettled;
     this.#reporter = reporter;
@@ -343,17 +369,16 @@ class SinkCore<Y> {
   add(updates: Y[]): Promise<number> {
     const now = Date.now();
     for (const update of updates) {
-      const entry: Entry<Y> = { update, state: "queued", takenAt: now };
-      this.#pending.add(entry);
+      const task = new Task(this, update, now);
+      this.#pending.add(task);
       if (this.#free > 0) {
         this.#free--;
-        this.#start(entry);
+        this.#start(task);
       } else {
-        this.#queued.push(entry);
+        this.#queued.push(task);
       }
     }
-    const capacity = this.#capacity();
-    if (capacity > 0) return Promise.resolve(capacity);
+    if (this.#hasRoom()) return Promise.resolve(this.#capacity());
     return new Promise((resolve) => this.#capacityWaiters.push(resolve));
   }
 
@@ -362,7 +387,7 @@ class SinkCore<Y> {
   }
 
   snapshot(): Y[] {
-    return Array.from(this.#pending, (entry) => entry.update);
+    return Array.from(this.#pending, (task) => task.update);
   }
 
   /** Resolves once every update taken has settled. */
@@ -376,6 +401,10 @@ class SinkCore<Y> {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  adopt(resource: Closable): void {
+    this.#adopted.add(resource);
+  }
+
   /** Closes every resource middleware handed over, reporting failures. */
   async close(): Promise<void> {
     const resources = [...this.#adopted];
@@ -386,7 +415,7 @@ class SinkCore<Y> {
         safeReport(this.#reporter, {
           source: "stop",
           message: `A resource could not be closed: ${describe(result.reason)}`,
-          error: result.reason,
+          error: redactError(result.reason),
         });
       }
     }
@@ -406,101 +435,119 @@ class SinkCore<Y> {
     };
   }
 
+  /**
+   * How many more updates the sink takes: free slots plus a small read-ahead
+   * (at most two batches waiting for a slot), within `maxPending`.
+   */
   #capacity(): number {
-    return Math.min(this.#free, this.#maxPending - this.#pending.size);
+    const waiting = this.#queued.length + this.#returningCount;
+    return Math.min(this.#free + this.#ahead - waiting, this.#maxPending - this.#pending.size);
+  }
+
+  /** Idle slots take what fits; busy ones wait until a whole batch fits the read-ahead. */
+  #hasRoom(): boolean {
+    const capacity = this.#capacity();
+    return capacity > 0 && (this.#free > 0 || capacity >= this.#topUp);
   }
 
   #isIdle(): boolean {
     return this.#tasks === 0 && this.#pending.size === 0;
   }
 
-  #start(entry: Entry<Y>): void {
-    entry.state = "running";
+  #start(task: Task<Y>): void {
+    task.state = "running";
     this.#running++;
     this.#tasks++;
-    registerSlot(entry.update, {
-      release: () => this.#releaseForKey(entry),
-      acquire: () => this.#acquireAfterKey(entry),
-      adopt: (resource) => void this.#adopted.add(resource),
-    });
-    this.#armTimer(entry);
-    let task: Promise<void>;
+    registerSlot(task.update, task);
+    this.#armTimer(task);
+    let promise: Promise<void>;
     try {
-      task = Promise.resolve(this.#consumer.consume(entry.update));
+      promise = Promise.resolve(this.#consumer.consume(task.update));
     } catch (error) {
-      task = Promise.reject(error);
+      promise = Promise.reject(error);
     }
-    entry.task = task;
-    task.then(
-      () => this.#settle(entry, "handled"),
-      (error) => this.#fail(entry, error),
+    task.promise = promise;
+    promise.then(
+      () => this.#settle(task, "handled"),
+      (error) => this.#fail(task, error),
     );
   }
 
-  async #fail(entry: Entry<Y>, error: unknown): Promise<void> {
-    if (entry.state === "timedOut") {
+  async #fail(task: Task<Y>, error: unknown): Promise<void> {
+    // The error handler's time belongs to the update, but it is not timed out.
+    clearTimeout(task.timer);
+    if (task.state === "timedOut") {
       safeReport(this.#reporter, {
         source: "lateFailure",
         message: `An update failed after it had timed out: ${describe(error)}`,
-        error,
+        error: redactError(error),
       });
     } else {
       try {
-        await this.#errorHandler(error, entry.update);
+        await this.#errorHandler(error, task.update);
       } catch (thrown) {
         safeReport(this.#reporter, {
           source: "errorHandler",
           message: `The error handler threw (set one with bot.catch): ${describe(thrown)}`,
-          error: thrown,
+          error: redactError(thrown),
         });
       }
     }
-    this.#settle(entry, "failed");
+    this.#settle(task, "failed");
   }
 
-  #settle(entry: Entry<Y>, outcome: Outcome): void {
+  #settle(task: Task<Y>, outcome: Outcome): void {
     this.#tasks--;
-    if (entry.state !== "timedOut") {
-      this.#finish(entry);
+    if (task.state !== "timedOut") {
+      this.#finish(task);
       if (outcome === "handled") this.#handled++;
       else this.#failed++;
-      this.#notifySettled(entry.update, outcome);
+      this.#notifySettled(task.update, outcome);
     }
     this.#wake();
   }
 
-  #timeOut(entry: Entry<Y>): void {
-    if (entry.state !== "running") return;
-    this.#finish(entry);
-    entry.state = "timedOut";
+  #timeOut(task: Task<Y>): void {
+    if (task.state !== "running") return;
+    this.#finish(task);
+    task.state = "timedOut";
     this.#timedOut++;
     try {
-      this.#timeout?.handler(entry.update, entry.task as Promise<void>);
+      this.#timeout?.handler(task.update, task.promise as Promise<void>);
     } catch (error) {
       safeReport(this.#reporter, {
         source: "timeoutHandler",
         message: `The timeout handler threw: ${describe(error)}`,
-        error,
+        error: redactError(error),
       });
     }
-    this.#notifySettled(entry.update, "timedOut");
+    this.#notifySettled(task.update, "timedOut");
     this.#wake();
   }
 
-  /** Takes an entry out of the books and frees what it held. */
-  #finish(entry: Entry<Y>): void {
-    clearTimeout(entry.timer);
-    const state = entry.state;
-    entry.state = "done";
-    this.#pending.delete(entry);
-    unregisterSlot(entry.update);
+  /** Takes a task out of the books and frees what it held. */
+  #finish(task: Task<Y>): void {
+    clearTimeout(task.timer);
+    const state = task.state;
+    task.state = "done";
+    this.#pending.delete(task);
+    unregisterSlot(task.update);
     if (state === "running") {
       this.#running--;
       this.#releasePermit();
     } else if (state === "released") {
       this.#waitingForKey--;
     } else if (state === "returning") {
+      // The update ended while its `sequentialize()` chain still waited for
+      // a slot (a middleware before it did not await next()): let the chain
+      // go on without one rather than hold its key forever.
       this.#returningCount--;
+      task.resume?.();
+      safeReport(this.#reporter, {
+        source: "consumer",
+        message:
+          "An update finished while sequentialize() still waited for its turn; does a middleware before it forget to await next()?",
+      });
     }
   }
 
@@ -512,24 +559,20 @@ class SinkCore<Y> {
       safeReport(this.#reporter, {
         source: "onSettled",
         message: `The onSettled callback threw: ${describe(error)}`,
-        error,
+        error: redactError(error),
       });
     }
   }
 
   /** Hands a free permit on: first to updates whose key came free, then to new ones. */
   #releasePermit(): void {
-    for (
-      let entry = this.#returning.shift();
-      entry !== undefined;
-      entry = this.#returning.shift()
-    ) {
-      if (entry.state !== "returning") continue;
+    for (let task = this.#returning.shift(); task !== undefined; task = this.#returning.shift()) {
+      if (task.state !== "returning") continue;
       this.#returningCount--;
-      entry.state = "running";
+      task.state = "running";
       this.#running++;
-      this.#armTimer(entry);
-      entry.resume?.();
+      this.#armTimer(task);
+      task.resume?.();
       return;
     }
     const next = this.#queued.shift();
@@ -537,47 +580,47 @@ class SinkCore<Y> {
     else this.#free++;
   }
 
-  #releaseForKey(entry: Entry<Y>): void {
-    if (entry.state !== "running") return;
-    clearTimeout(entry.timer);
-    entry.state = "released";
+  /** `sequentialize()`: the update waits for its key and gives its slot back meanwhile. */
+  releaseForKey(task: Task<Y>): void {
+    if (task.state !== "running") return;
+    clearTimeout(task.timer);
+    task.state = "released";
     this.#running--;
     this.#waitingForKey++;
     this.#releasePermit();
     this.#wake();
   }
 
-  #acquireAfterKey(entry: Entry<Y>): Promise<void> {
-    if (entry.state !== "released") return Promise.resolve();
+  /** `sequentialize()`: the key is free; take a slot, ahead of updates not started yet. */
+  acquireAfterKey(task: Task<Y>): Promise<void> {
+    if (task.state !== "released") return Promise.resolve();
     this.#waitingForKey--;
     if (this.#free > 0) {
       this.#free--;
-      entry.state = "running";
+      task.state = "running";
       this.#running++;
-      this.#armTimer(entry);
+      this.#armTimer(task);
       return Promise.resolve();
     }
-    entry.state = "returning";
+    task.state = "returning";
     this.#returningCount++;
-    this.#returning.push(entry);
-    return new Promise((resolve) => (entry.resume = resolve));
+    this.#returning.push(task);
+    return new Promise((resolve) => (task.resume = resolve));
   }
 
-  #armTimer(entry: Entry<Y>): void {
+  #armTimer(task: Task<Y>): void {
     // Longer than setTimeout can count (Infinity included) means no timeout.
     if (this.#timeout === undefined || this.#timeout.milliseconds > 2 ** 31 - 1) return;
-    entry.timer = setTimeout(() => this.#timeOut(entry), this.#timeout.milliseconds);
+    task.timer = setTimeout(() => this.#timeOut(task), this.#timeout.milliseconds);
   }
 
   /** Resolves whoever waits for capacity, for all updates to settle, or for idleness. */
   #wake(): void {
-    if (this.#capacityWaiters.length > 0) {
+    if (this.#capacityWaiters.length > 0 && this.#hasRoom()) {
       const capacity = this.#capacity();
-      if (capacity > 0) {
-        const waiters = this.#capacityWaiters;
-        this.#capacityWaiters = [];
-        for (const resolve of waiters) resolve(capacity);
-      }
+      const waiters = this.#capacityWaiters;
+      this.#capacityWaiters = [];
+      for (const resolve of waiters) resolve(capacity);
     }
     if (this.#pending.size === 0 && this.#finishedWaiters.length > 0) {
       const waiters = this.#finishedWaiters;

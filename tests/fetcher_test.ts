@@ -232,7 +232,10 @@ Deno.test("the fetcher rejects bad options, naming the option and the value", as
 });
 
 Deno.test("journal failures are retried and reported as such; a journal TypeError ends at once", async (t) => {
-  const journal = (store: () => Promise<void>, open = () => Promise.resolve({ unfinished: [], lastId: undefined })) => ({
+  const journal = (
+    store: () => Promise<void>,
+    open = () => Promise.resolve({ unfinished: [], lastId: undefined }),
+  ) => ({
     open,
     store,
     finish: () => Promise.resolve(),
@@ -245,7 +248,9 @@ Deno.test("journal failures are retried and reported as such; a journal TypeErro
     const supplier = createUpdateSupplier(bot, {
       retryInterval: 1,
       reporter: (r) => void reports.push(r),
-      journal: journal(() => failures-- > 0 ? Promise.reject(new Error("disk busy")) : Promise.resolve()),
+      journal: journal(() =>
+        failures-- > 0 ? Promise.reject(new Error("disk busy")) : Promise.resolve()
+      ),
     });
     assert.deepEqual(await supplier.supply(100, signal()), [{ update_id: 1 }]);
     assert.deepEqual(reports.map((r) => r.source), ["journal"]);
@@ -255,9 +260,25 @@ Deno.test("journal failures are retried and reported as such; a journal TypeErro
   await t.step("a journal that rejects its input ends the run", async () => {
     const bot = scriptedBot([[]]);
     const supplier = createUpdateSupplier(bot, {
-      journal: journal(() => Promise.resolve(), () => Promise.reject(new TypeError("'last' is not a number"))),
+      journal: journal(
+        () => Promise.resolve(),
+        () => Promise.reject(new TypeError("'last' is not a number")),
+      ),
     });
     await assert.rejects(supplier.supply(100, signal()), { name: "TypeError", message: /'last'/ });
     assert.equal(bot.calls.length, 0, "no update was fetched without the journal");
   });
+});
+
+Deno.test("'handled' mode widens the limit past the updates it already took", async () => {
+  const bot = scriptedBot([(args) => {
+    const from = Math.max(args.offset, 1);
+    return Array.from({ length: Math.min(args.limit, 10) }, (_, i) => ({ update_id: from + i }));
+  }]);
+  const supplier = createUpdateSupplier(bot, { confirm: "handled" });
+  await supplier.supply(2, signal()); // takes 1, 2
+  supplier.done(2); // 1 still runs: the offset stays at 1
+  // Asked for 2 more: Telegram resends 1 and 2 first, so the limit must be 4.
+  assert.deepEqual(await supplier.supply(2, signal()), [{ update_id: 3 }, { update_id: 4 }]);
+  assert.deepEqual(bot.calls.at(-1), { timeout: 30, offset: 1, limit: 4 });
 });

@@ -62,16 +62,27 @@ Deno.test("concurrent sink never runs more than `concurrency` updates at once", 
   assert.equal(sink.size(), 0);
 });
 
-Deno.test("concurrent sink resolves handle() with the free capacity (backpressure)", async () => {
+Deno.test("concurrent sink resolves handle() with its free capacity (backpressure)", async () => {
   const consumer = gated();
   const sink = createConcurrentSink(consumer, async () => {}, { concurrency: 5 });
-  assert.equal(await sink.handle(updates(1, 2)), 3);
-  const full = sink.handle(updates(3, 4, 5));
-  assert.ok(await isPending(full));
-  consumer.open(4);
-  assert.equal(await full, 1);
-  for (const id of [1, 2, 3, 5]) consumer.open(id);
+  // 3 free slots, plus a read-ahead of `concurrency` (at most 200) updates waiting for a slot.
+  assert.equal(await sink.handle(updates(1, 2)), 8);
+  const full = sink.handle(updates(3, 4, 5, 6, 7, 8, 9, 10));
+  assert.ok(await isPending(full), "5 running, 5 waiting: no room");
+  consumer.open(1);
+  await flush();
+  assert.ok(
+    await isPending(full),
+    "while every slot is busy, it waits until half the read-ahead is free",
+  );
+  consumer.open(2);
+  assert.equal(await full, 2);
+  for (let id = 3; id <= 10; id++) {
+    consumer.open(id);
+    await flush();
+  }
   await sink.idle?.();
+  assert.equal(consumer.peak, 5);
 });
 
 Deno.test("concurrent sink passes middleware errors with the update to the error handler", async () => {
@@ -147,13 +158,12 @@ Deno.test("a timed-out update frees its slot and the timeout handler gets its ta
   assert.deepEqual(timedOut[0]![0], { update_id: 1 });
   assert.deepEqual(settled, ["1:timedOut"]);
   assert.equal(sink.size(), 1, "the timed-out update is no longer counted");
-  assert.ok(await isPending(capacity), "update 2 holds the only slot");
+  assert.equal(await capacity, 1, "update 2 holds the only slot; one more may wait for it");
   assert.ok(await isPending(timedOut[0]![1]), "its task is still running");
   assert.ok(await isPending(idle), "idle() waits for timed-out tasks too");
   consumer.open(2);
   consumer.open(1);
   await idle;
-  assert.equal(await capacity, 1);
   assert.deepEqual(settled, ["1:timedOut", "2:handled"]);
   assert.equal(sink.stats?.().timedOut, 1);
 });
@@ -276,6 +286,67 @@ Deno.test("a timed-out update keeps its key until its task really ends", async (
   assert.deepEqual(log, ["start 1", "timeout", "start 2"]);
 });
 
+Deno.test("an update that ends while its chain waits for a slot does not block its key", async () => {
+  // A middleware in front of sequentialize() that does not await the chain.
+  const ordered = sequentialize((ctx: { update: U }) => ctx.update.key);
+  const gates = new Map([1, 2, 3, 4].map((id) => [id, gate()]));
+  const after1 = gate();
+  const early2 = gate();
+  const reports: Report[] = [];
+  const ran: number[] = [];
+  const sink = createConcurrentSink<U>(
+    {
+      consume: async (update) => {
+        const chain = ordered({ update }, async () => {
+          ran.push(update.update_id);
+          await gates.get(update.update_id)?.promise;
+        });
+        if (update.update_id === 1) return await chain.then(() => after1.promise);
+        if (update.update_id === 2) return await Promise.race([chain, early2.promise]);
+        await chain;
+      },
+    },
+    () => {},
+    { concurrency: 2, reporter: (report) => void reports.push(report) },
+  );
+  sink.handle([{ update_id: 1, key: "K" }, { update_id: 2, key: "K" }, { update_id: 3, key: "J" }]);
+  await flush();
+  gates.get(1)!.open(); // K is free, but 1 keeps its slot: 2 waits for a slot
+  await flush();
+  assert.equal(sink.stats!().waitingForSlot, 1);
+  early2.open(); // 2's task ends while its chain still waits
+  await flush();
+  assert.deepEqual(ran, [1, 3, 2], "2's chain goes on");
+  assert.equal(reports[0]?.source, "consumer");
+  sink.handle([{ update_id: 4, key: "K" }]);
+  after1.open();
+  gates.get(2)!.open();
+  gates.get(3)!.open();
+  gates.get(4)!.open();
+  await sink.idle?.();
+  assert.deepEqual(ran, [1, 3, 2, 4]);
+});
+
+Deno.test("the timeout does not fire while the error handler runs: one outcome per update", async () => {
+  const outcomes: string[] = [];
+  let timeouts = 0;
+  const slowHandler = gate();
+  const sink = createConcurrentSink<U>(
+    { consume: () => Promise.reject(new Error("middleware failed")) },
+    () => slowHandler.promise,
+    {
+      timeout: { milliseconds: 5, handler: () => void timeouts++ },
+      onSettled: (_update, outcome) => void outcomes.push(outcome),
+    },
+  );
+  await sink.handle(updates(1));
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  slowHandler.open();
+  await sink.idle?.();
+  assert.equal(timeouts, 0);
+  assert.deepEqual(outcomes, ["failed"]);
+});
+
 Deno.test("the sink holds at most `maxPending` unfinished updates", async () => {
   const ordered = sequentialize((ctx: { update: U }) => ctx.update.key);
   const hot = gate();
@@ -284,7 +355,7 @@ Deno.test("the sink holds at most `maxPending` unfinished updates", async () => 
     async () => {},
     { concurrency: 2, maxPending: 4 },
   );
-  assert.equal(await sink.handle([{ update_id: 1, key: "h" }, { update_id: 2, key: "h" }]), 1);
+  assert.equal(await sink.handle([{ update_id: 1, key: "h" }, { update_id: 2, key: "h" }]), 2);
   const full = sink.handle([{ update_id: 3, key: "h" }, { update_id: 4, key: "h" }]);
   assert.ok(await isPending(full), "slots are free but the buffer is full");
   hot.open();
