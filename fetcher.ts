@@ -557,8 +557,9 @@ class UpdateFetcher<Y extends { update_id: number }> {
     return withRetries(
       async () => {
         if (polling) this.#calls++;
-        // grammY's init() and a journal take no signal: stop() must not wait for them.
-        const result = await abortable(call(), signal);
+        // grammY's init() takes no signal: stop() must not wait for it. A
+        // journal write is not abandoned: once stored, the batch is taken.
+        const result = await (kind === "getMe" ? abortable(call(), signal) : call());
         if (polling) this.#lastSuccessAt = Date.now();
         return result;
       },

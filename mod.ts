@@ -57,6 +57,17 @@ export type {
   UpdateSink,
 } from "./sink.ts";
 
+// Worker threads
+export { distribute } from "./distribute.ts";
+export type {
+  DistributableContext,
+  DistributedMiddleware,
+  DistributeKey,
+  DistributeOptions,
+  WorkerFailure,
+} from "./distribute.ts";
+export { BotWorker } from "./worker.ts";
+
 /** Options of `run(bot, options)`, grouped by the part they configure. */
 export interface RunOptions<Y> {
   /** How eagerly to poll (speed/traffic balance). */

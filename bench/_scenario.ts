@@ -1,0 +1,136 @@
+/**
+ * The shapes behind the scenario table (`scenarios.ts`): a scenario's plan
+ * per mode, its columns and targets, and the analyses that derive extra
+ * metrics from a child's raw report.
+ *
+ * ```ts
+ * import type { Scenario } from "./_scenario.ts";
+ *
+ * const columns: Scenario["columns"] = [{ header: "rate", key: "rate", unit: "rate" }];
+ * ```
+ *
+ * @module
+ */
+
+import type { FaultOptions } from "../testing.ts";
+import type { ChildReport, HandlerSpec } from "./_protocol.ts";
+import { percentile, type Unit } from "./_stats.ts";
+import type { SubjectName } from "./_subjects.ts";
+import type { Metrics } from "./_trial.ts";
+
+/** What `analyze` gets: the child's report and what the parent knows. */
+export interface TrialData {
+  report: ChildReport;
+  /** Chat id per update index (update id − 1). */
+  chats: Int32Array;
+  /** When the server queued an update (epoch ms). */
+  enqueuedAt: (updateId: number) => number;
+}
+
+/** One trial's sizes and behaviour, for one mode (full or quick). */
+export interface Plan {
+  scenario: string;
+  seed: number;
+  count: number;
+  /** Chat ids run from 1 to `chats`. */
+  chats: number;
+  /** Chat of the update at `index`; by default a seeded random chat. */
+  chatOf?: (index: number, random: () => number) => number;
+  concurrency: number;
+  sequentialize: boolean;
+  handler: HandlerSpec;
+  faults?: FaultOptions;
+  stopAfter?: number;
+  budgetMs: number;
+  stallMs: number;
+  /** Extra metrics from the raw data. */
+  analyze?: (data: TrialData) => Metrics;
+}
+
+/** A table column: a metric, or a metric relative to another subject's. */
+export interface Column {
+  header: string;
+  key: string;
+  unit: Unit;
+  relativeTo?: SubjectName;
+}
+
+/** A bound on a subject's metric: a number, or a factor of another subject's. */
+export type Threshold = number | { subject: SubjectName; factor: number };
+
+/** A target from the issues, checked after the scenario ran. */
+export interface Target {
+  label: string;
+  subject: SubjectName;
+  key: string;
+  atLeast?: Threshold;
+  atMost?: Threshold;
+}
+
+/** A scenario of the bench. */
+export interface Scenario {
+  name: string;
+  summary: string;
+  subjects: SubjectName[];
+  /** A throughput scenario: repeated `--runs` times, medians shown. */
+  repeat: boolean;
+  plan: (quick: boolean) => Plan;
+  columns: Column[];
+  targets: Target[];
+}
+
+/**
+ * Distinct updates handled per second, first handler start to last end.
+ *
+ * @param report A child's report
+ * @returns Updates per second
+ */
+export function rateOf(report: ChildReport): number {
+  const wallMs = report.lastEndAt - report.firstStartAt;
+  return wallMs > 0 ? report.unique / (wallMs / 1000) : NaN;
+}
+
+/**
+ * Latency of the cold chats, and how long the hot chat took against its
+ * serial minimum (its update count × its handler time).
+ *
+ * @param data The trial's raw data
+ * @param hotChat The hot chat's id
+ * @param hotMs The hot chat's handler time
+ * @returns coldP50Ms, coldP99Ms, hotCount, hotDoneMs, hotSerialMs, hotVsSerial
+ */
+export function hotAndCold(
+  { report, chats, enqueuedAt }: TrialData,
+  hotChat: number,
+  hotMs: number,
+): Metrics {
+  const cold: number[] = [];
+  let hotCount = 0;
+  let hotHandled = 0;
+  let hotFirstEnqueued = Infinity;
+  let hotLastEnd = -Infinity;
+  for (const [index, end] of report.ends.entries()) {
+    const isHot = chats[index] === hotChat;
+    if (isHot) {
+      hotCount++;
+      hotFirstEnqueued = Math.min(hotFirstEnqueued, enqueuedAt(index + 1));
+    }
+    if (end < 0) continue;
+    if (isHot) {
+      hotHandled++;
+      hotLastEnd = Math.max(hotLastEnd, report.base + end);
+    } else cold.push(report.base + end - enqueuedAt(index + 1));
+  }
+  cold.sort((a, b) => a - b);
+  // Unfinished (out of budget): the hot chat has no completion time.
+  const hotDoneMs = hotHandled === hotCount ? hotLastEnd - hotFirstEnqueued : NaN;
+  const hotSerialMs = hotCount * hotMs;
+  return {
+    coldP50Ms: percentile(cold, 0.5),
+    coldP99Ms: percentile(cold, 0.99),
+    hotCount,
+    hotDoneMs,
+    hotSerialMs,
+    hotVsSerial: hotDoneMs / hotSerialMs,
+  };
+}

@@ -1,0 +1,314 @@
+/**
+ * The "cpu" scenario: every handler burns 2 ms of CPU (a busy loop on
+ * `performance.now()`), 20 000 updates over 1 000 chats. It compares a
+ * single-thread `run()` with `run()` + `distribute(..., { count: 2 })`.
+ * The fake Bot API runs in this process; the bot runs in a child process
+ * (and, with `distribute`, in worker threads of that child loading this same
+ * file). Prints a table and one JSON line.
+ *
+ * ```sh
+ * deno run --allow-net=127.0.0.1 --allow-env --allow-read --allow-run --allow-sys=loadavg bench/cpu.ts
+ * deno run --allow-net=127.0.0.1 --allow-env --allow-read --allow-run --allow-sys=loadavg bench/cpu.ts --updates=4000
+ * ```
+ *
+ * Flags: `--updates=20000 --chats=1000 --burn=2` (ms per update)
+ * `--count=2` (worker threads) `--runs=1` (each mode, interleaved; the
+ * median is reported) `--balance=0` (the source's `speedTrafficBalance` in
+ * both modes; 0 is `run()`'s default).
+ *
+ * @module
+ */
+
+import { Bot, type Context } from "grammy";
+import { run } from "../mod.ts";
+import { distribute } from "../distribute.ts";
+import { BotWorker } from "../worker.ts";
+import { FakeBotApi } from "../testing.ts";
+import process from "node:process";
+
+type Mode = "single" | "distribute";
+
+/** What a child process reports on its last stdout line. */
+interface ChildReport {
+  mode: Mode;
+  /** From `run()` until the last update settled. */
+  elapsedMs: number;
+  /** Updates that settled, and how many of them settled more than once. */
+  settled: number;
+  unique: number;
+  /** Errors that reached the main bot's error handler (order or duplicate checks, failures). */
+  failed: number;
+  orderViolations: number;
+  duplicates: number;
+  problems: string[];
+  /** CPU time of the child process (all threads) while it ran the updates, in ms. */
+  cpuMs: number;
+}
+
+const ENV = {
+  apiRoot: "GRAMMYX_CPU_API_ROOT",
+  token: "GRAMMYX_CPU_TOKEN",
+  burn: "GRAMMYX_CPU_BURN",
+  balance: "GRAMMYX_CPU_BALANCE",
+};
+
+/** The scenario's handler: burn, then check order and uniqueness in this thread. */
+function cpuHandler(burnMs: number): (ctx: Context) => void {
+  const lastByChat = new Map<number, number>();
+  const seen = new Set<number>();
+  return (ctx) => {
+    const until = performance.now() + burnMs;
+    while (performance.now() < until) { /* keep the thread busy */ }
+    const id = ctx.update.update_id;
+    const chat = ctx.chat?.id ?? 0;
+    if (seen.has(id)) throw new Error(`duplicate: update ${id} ran twice`);
+    seen.add(id);
+    const last = lastByChat.get(chat) ?? 0;
+    if (id < last) throw new Error(`order: update ${id} of chat ${chat} ran after ${last}`);
+    lastByChat.set(chat, id);
+  };
+}
+
+/** CPU time (user + system) of this whole process, all threads, in ms. */
+function processCpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+// ---------------------------------------------------------------- worker thread
+
+function workerMain(): void {
+  const bot = new BotWorker(Deno.env.get(ENV.token)!, {
+    client: { apiRoot: Deno.env.get(ENV.apiRoot)! },
+  });
+  bot.on("message", cpuHandler(Number(Deno.env.get(ENV.burn))));
+}
+
+// ---------------------------------------------------------------- child process
+
+async function childMain(mode: Mode, expected: number, count: number): Promise<void> {
+  const bot = new Bot(Deno.env.get(ENV.token)!, {
+    client: { apiRoot: Deno.env.get(ENV.apiRoot)! },
+  });
+  const problems: string[] = [];
+  let failed = 0, orderViolations = 0, duplicates = 0;
+  bot.catch(({ error }) => {
+    failed++;
+    const text = String(error);
+    if (text.includes("order:")) orderViolations++;
+    if (text.includes("duplicate:")) duplicates++;
+    if (problems.length < 5) problems.push(text.slice(0, 200));
+  });
+  if (mode === "distribute") {
+    bot.use(distribute(new URL(import.meta.url), {
+      count,
+      onWorkerError: (failure) =>
+        void problems.push(`worker ${failure.worker} crashed: ${failure.message}`),
+    }));
+  } else {
+    bot.on("message", cpuHandler(Number(Deno.env.get(ENV.burn))));
+  }
+  await bot.init();
+
+  const settledTimes = new Map<number, number>();
+  let settled = 0;
+  const all = Promise.withResolvers<void>();
+  const cpuBefore = processCpuMs();
+  const started = performance.now();
+  const handle = run(bot, {
+    runner: { fetch: { timeout: 1 } },
+    source: { speedTrafficBalance: Number(Deno.env.get(ENV.balance) ?? 0) },
+    sink: {
+      onSettled: (update) => {
+        settledTimes.set(update.update_id, (settledTimes.get(update.update_id) ?? 0) + 1);
+        if (++settled === expected) all.resolve();
+      },
+    },
+  });
+  await all.promise;
+  const elapsedMs = performance.now() - started;
+  const cpuAfter = processCpuMs();
+  await handle.stop();
+  const report: ChildReport = {
+    mode,
+    elapsedMs,
+    settled,
+    unique: settledTimes.size,
+    failed,
+    orderViolations,
+    duplicates: duplicates + [...settledTimes.values()].filter((times) => times > 1).length,
+    problems,
+    cpuMs: cpuAfter - cpuBefore,
+  };
+  console.log(JSON.stringify(report));
+}
+
+// ---------------------------------------------------------------- parent process
+
+interface Trial extends ChildReport {
+  /** CPU time of this process (the fake Bot API) during the trial, in ms. */
+  serverCpuMs: number;
+  pendingAfterStop: number;
+  redelivered: number;
+}
+
+async function trial(mode: Mode, flags: Flags): Promise<Trial> {
+  await using api = await FakeBotApi.start();
+  api.pushMessages(flags.updates, { chats: flags.chats });
+  const cpuBefore = processCpuMs();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      "--allow-env",
+      "--allow-read",
+      new URL(import.meta.url).pathname,
+      "--child",
+      mode,
+      String(flags.updates),
+      String(flags.count),
+    ],
+    env: {
+      [ENV.apiRoot]: api.apiRoot,
+      [ENV.token]: api.token,
+      [ENV.burn]: String(flags.burn),
+      [ENV.balance]: String(flags.balance),
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const { code, stdout, stderr } = await child;
+  const cpuAfter = processCpuMs();
+  const errors = new TextDecoder().decode(stderr).split("\n")
+    .filter((line) => line.trim() !== "" && !line.includes("punycode"));
+  if (errors.length > 0) console.error(errors.join("\n"));
+  const lines = new TextDecoder().decode(stdout).trim().split("\n");
+  if (code !== 0) throw new Error(`The ${mode} child exited with code ${code}`);
+  const report = JSON.parse(lines.at(-1)!) as ChildReport;
+  return {
+    ...report,
+    serverCpuMs: cpuAfter - cpuBefore,
+    pendingAfterStop: api.pending(),
+    redelivered: api.stats.redelivered,
+  };
+}
+
+interface Flags {
+  updates: number;
+  chats: number;
+  burn: number;
+  count: number;
+  runs: number;
+  balance: number;
+}
+
+function parseFlags(args: string[]): Flags {
+  const flags: Flags = { updates: 20_000, chats: 1_000, burn: 2, count: 2, runs: 1, balance: 0 };
+  for (const arg of args) {
+    const match = /^--(updates|chats|burn|count|runs|balance)=(\d+(?:\.\d+)?)$/.exec(arg);
+    if (match === null) throw new Error(`Unknown flag '${arg}' (see the module doc)`);
+    flags[match[1] as keyof Flags] = Number(match[2]);
+  }
+  return flags;
+}
+
+/** The 1, 5 and 15 minute load averages (empty without --allow-sys=loadavg). */
+function loadAverage(): number[] {
+  try {
+    return Deno.loadavg();
+  } catch {
+    return [];
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = values.toSorted((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+async function parentMain(flags: Flags): Promise<void> {
+  const load = loadAverage();
+  const trials: Trial[] = [];
+  for (let run = 1; run <= flags.runs; run++) {
+    for (const mode of ["single", "distribute"] as const) {
+      const result = await trial(mode, flags);
+      console.error(`  ${mode} run ${run}: ${(result.elapsedMs / 1000).toFixed(2)} s`);
+      trials.push(result);
+    }
+  }
+  const summary = (mode: Mode) => {
+    const own = trials.filter((trial) => trial.mode === mode);
+    const seconds = median(own.map((trial) => trial.elapsedMs)) / 1000;
+    const ok = own.every((trial) =>
+      trial.settled === flags.updates && trial.unique === flags.updates && trial.duplicates === 0 &&
+      trial.pendingAfterStop === 0 && trial.redelivered === 0
+    );
+    const inOrder = own.every((trial) => trial.orderViolations === 0 && trial.failed === 0);
+    const cpu = (field: "cpuMs" | "serverCpuMs") => median(own.map((trial) => trial[field])) / 1000;
+    return {
+      seconds,
+      rate: flags.updates / seconds,
+      childCpuSeconds: cpu("cpuMs"),
+      serverCpuSeconds: cpu("serverCpuMs"),
+      everyUpdateOnce: ok,
+      perChatOrder: inOrder,
+      problems: own.flatMap((trial) => trial.problems).slice(0, 5),
+    };
+  };
+  const single = summary("single");
+  const spread = summary("distribute");
+  const ratio = spread.rate / single.rate;
+
+  const rows = [
+    ["mode", "threads", "seconds", "updates/s", "bot CPU s", "server CPU s", "order", "once"],
+    ...([["single", "1", single], ["distribute", `${flags.count}+1`, spread]] as const).map(
+      ([name, threads, row]) => [
+        name,
+        threads,
+        row.seconds.toFixed(2),
+        Math.round(row.rate).toString(),
+        row.childCpuSeconds.toFixed(1),
+        row.serverCpuSeconds.toFixed(1),
+        row.perChatOrder ? "kept" : "BROKEN",
+        row.everyUpdateOnce ? "yes" : "NO",
+      ],
+    ),
+  ];
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  console.log(
+    `cpu: ${flags.updates} updates over ${flags.chats} chats, ${flags.burn} ms of CPU each, ` +
+      `speedTrafficBalance ${flags.balance}, ${navigator.hardwareConcurrency} cores, load ${
+        load.map((value) => value.toFixed(2)).join(" ")
+      }`,
+  );
+  for (const row of rows) {
+    console.log(row.map((cell, column) => cell.padEnd(widths[column]!)).join("  "));
+  }
+  console.log(`throughput ratio distribute/single: ${ratio.toFixed(2)}x (target >= 1.6x)`);
+  for (const problem of [...single.problems, ...spread.problems]) {
+    console.log(`problem: ${problem}`);
+  }
+  console.log(JSON.stringify({
+    scenario: "cpu",
+    ...flags,
+    cores: navigator.hardwareConcurrency,
+    loadAverageAtStart: load,
+    single,
+    distribute: spread,
+    ratio: Math.round(ratio * 100) / 100,
+    target: 1.6,
+  }));
+}
+
+// ---------------------------------------------------------------- entry
+
+const workerScope =
+  (globalThis as { WorkerGlobalScope?: abstract new () => unknown }).WorkerGlobalScope;
+if (typeof workerScope === "function" && globalThis instanceof workerScope) {
+  workerMain();
+} else if (Deno.args[0] === "--child") {
+  await childMain(Deno.args[1] as Mode, Number(Deno.args[2]), Number(Deno.args[3]));
+} else if (import.meta.main) {
+  await parentMain(parseFlags(Deno.args));
+}

@@ -1,0 +1,222 @@
+/**
+ * The bot that runs inside a worker thread of `distribute()`. Create one
+ * `BotWorker` at the top of the worker module and install your middleware on
+ * it as on any grammY bot; the main thread sends it the bot info and the
+ * updates, and it reports each update done. Updates with the same key (by
+ * default the chat) run one after another, in the order they were sent;
+ * updates with different keys run at once.
+ *
+ * ```ts ignore
+ * // worker.ts
+ * import { BotWorker } from "@grammyx/runner/worker";
+ *
+ * const bot = new BotWorker(Deno.env.get("BOT_TOKEN")!);
+ * bot.on("message", (ctx) => ctx.reply("Handled in a worker thread"));
+ * ```
+ *
+ * @module
+ */
+
+import { type Api, Bot, type BotConfig, BotError, type Context } from "grammy";
+import { describe } from "./_redact.ts";
+import type { DoneMessage, ExitMessage, ToWorker, UpdateMessage } from "./_pool.ts";
+
+/** The parts of a worker's global scope that a bot worker uses. */
+interface WorkerScope {
+  postMessage(message: DoneMessage | ExitMessage): void;
+  close(): void;
+  addEventListener(type: string, listener: (event: Event) => void): void;
+}
+
+/**
+ * grammY's `Bot`, `Context` and `Api` under local names. (Tagged so that
+ * `deno doc --lint` accepts types of another package in a public signature.)
+ *
+ * @internal
+ */
+const GrammyBot: typeof Bot = Bot;
+/** @internal */
+type GrammyBot<C extends Context, A extends Api> = Bot<C, A>;
+/** @internal */
+type GrammyContext = Context;
+/** @internal */
+type GrammyApi = Api;
+
+/** Whether this thread already has a bot worker (a thread serves one bot). */
+let listening = false;
+
+/** The global scope if this code runs in a Web Worker, else `undefined`. */
+function workerScope(): WorkerScope | undefined {
+  const scope =
+    (globalThis as { WorkerGlobalScope?: abstract new () => unknown }).WorkerGlobalScope;
+  return typeof scope === "function" && globalThis instanceof scope
+    ? globalThis as unknown as WorkerScope
+    : undefined;
+}
+
+/**
+ * A grammY bot that handles the updates `distribute()` sends to its worker
+ * thread. It behaves as a `Bot` in every way but two: it gets its bot info
+ * (`me`) from the main thread instead of calling `getMe`, and it cannot be
+ * started or stopped (the main thread's runner fetches the updates).
+ *
+ * Errors: middleware errors go to the error handler set with `bot.catch`. If
+ * none is set, or it throws, the error is sent to the main thread (as text,
+ * without the bot token), where the `distribute()` middleware rejects with
+ * it, so the main bot's error handler sees it. An uncaught error or
+ * `self.close()` / `Deno.exit()` ends the worker after telling the main
+ * thread, which starts a new one and sends it the unfinished updates again.
+ *
+ * Outside a worker thread (e.g. in a unit test of your handlers) it does not
+ * listen for messages: you call `handleUpdate` yourself.
+ *
+ * @typeParam C The context type, as for `Bot`
+ * @typeParam A The API type, as for `Bot`
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BotWorker } from "@grammyx/runner/worker";
+ *
+ * const bot = new BotWorker("123456:placeholder-token", {
+ *   botInfo: { id: 123456, is_bot: true, first_name: "Test", username: "test_bot" } as never,
+ * });
+ * const seen: string[] = [];
+ * bot.on("message:text", (ctx) => void seen.push(ctx.msg.text));
+ * await bot.handleUpdate({
+ *   update_id: 1,
+ *   message: {
+ *     message_id: 1,
+ *     date: 0,
+ *     chat: { id: 7, type: "private", first_name: "A" },
+ *     from: { id: 7, is_bot: false, first_name: "A" },
+ *     text: "hi",
+ *   },
+ * });
+ * assert.deepEqual(seen, ["hi"]);
+ * assert.throws(() => bot.start(), /Cannot start a bot worker/);
+ * ```
+ */
+export class BotWorker<C extends GrammyContext = GrammyContext, A extends GrammyApi = GrammyApi>
+  extends GrammyBot<C, A> {
+  /** The tail of each key's chain of updates; a key is forgotten once its chain is empty. */
+  readonly #tails = new Map<string, Promise<void>>();
+
+  /**
+   * Creates the bot of this worker thread and, inside a worker, starts
+   * listening for the main thread's messages.
+   *
+   * @param token The bot token (the same as the main bot's)
+   * @param config The same options as grammY's `Bot` (`botInfo` is filled in from the main thread)
+   * @throws {Error} if this worker thread already has a bot worker
+   */
+  constructor(token: string, config?: BotConfig<C>) {
+    super(token, config);
+    // Without bot.catch, errors go to the main thread's error handler.
+    this.errorHandler = (error) => {
+      throw error;
+    };
+    const scope = workerScope();
+    if (scope === undefined) return;
+    if (listening) throw new Error("Cannot create a second bot worker in the same worker thread");
+    listening = true;
+    this.#listen(scope);
+  }
+
+  /**
+   * Always throws: the main thread's runner fetches the updates.
+   *
+   * @returns Never
+   * @throws {Error} always
+   */
+  override start(): never {
+    throw new Error("Cannot start a bot worker! Use run() with distribute() in the main thread");
+  }
+
+  /**
+   * Always throws: stop the main thread's runner instead.
+   *
+   * @returns Never
+   * @throws {Error} always
+   */
+  override stop(): never {
+    throw new Error("Cannot stop a bot worker! Stop the runner in the main thread");
+  }
+
+  #listen(scope: WorkerScope): void {
+    const token = this.token;
+    const close = scope.close.bind(scope);
+    const exit = (reason: string) => {
+      const message: ExitMessage = { type: "exit", reason };
+      scope.postMessage(message);
+      close();
+    };
+    // Tell the main thread before the worker ends, so it can replace it.
+    scope.close = () => exit("The worker closed itself");
+    const deno = (globalThis as { Deno?: { exit?: (code?: number) => never } }).Deno;
+    const denoExit = deno?.exit?.bind(deno);
+    if (deno !== undefined && denoExit !== undefined) {
+      deno.exit = (code?: number): never => {
+        const message: ExitMessage = {
+          type: "exit",
+          reason: `The worker called Deno.exit(${code ?? ""})`,
+        };
+        scope.postMessage(message);
+        return denoExit(code);
+      };
+    }
+    scope.addEventListener("error", (event) => {
+      event.preventDefault();
+      const error = (event as ErrorEvent).error ?? (event as ErrorEvent).message;
+      exit(`Uncaught ${describe(error, token)}`);
+    });
+    scope.addEventListener("unhandledrejection", (event) => {
+      event.preventDefault();
+      exit(`Uncaught (in promise) ${describe((event as PromiseRejectionEvent).reason, token)}`);
+    });
+    scope.addEventListener("message", (event) => {
+      const message = (event as MessageEvent<ToWorker>).data;
+      if (message?.type === "init") {
+        if (!this.isInited()) this.botInfo = message.me as Bot["botInfo"];
+      } else if (message?.type === "update") {
+        this.#enqueue(message, scope);
+      }
+    });
+  }
+
+  /** Runs the update after the earlier ones of its key, then reports it done. */
+  #enqueue({ job, key, update }: UpdateMessage, scope: WorkerScope): void {
+    const typed = update as Parameters<Bot["handleUpdate"]>[0];
+    const report = (error: string | undefined) => {
+      const message: DoneMessage = error === undefined
+        ? { type: "done", job, update_id: typed.update_id }
+        : { type: "done", job, update_id: typed.update_id, error };
+      scope.postMessage(message);
+    };
+    const earlier = this.#tails.get(key);
+    const handled = earlier === undefined
+      ? this.#handle(typed)
+      : earlier.then(() => this.#handle(typed));
+    const done = handled.then(report);
+    this.#tails.set(key, done);
+    done.then(() => {
+      if (this.#tails.get(key) === done) this.#tails.delete(key);
+    });
+  }
+
+  /** Handles an update; resolves with the error no handler took, as text without the token. */
+  async #handle(update: Parameters<Bot["handleUpdate"]>[0]): Promise<string | undefined> {
+    try {
+      await this.handleUpdate(update);
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof BotError)) return describe(error, this.token);
+      try {
+        await this.errorHandler(error as BotError<C>);
+        return undefined;
+      } catch (thrown) {
+        return describe(thrown, this.token);
+      }
+    }
+  }
+}
