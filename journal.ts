@@ -482,7 +482,20 @@ function keyBytes(key: Deno.KvKey): number {
 
 /** An upper bound of the size of a V8-serialized update: twice its UTF-8 JSON, plus a margin. */
 function valueBytes(update: unknown): number {
-  return 2 * encoder.encode(JSON.stringify(update)).length + 64;
+  return 2 * utf8Length(JSON.stringify(update)) + 64;
+}
+
+/** The UTF-8 length of `text`, without encoding it (this runs for every stored update). */
+function utf8Length(text: string): number {
+  let length = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) continue;
+    if (code < 0x800) length += 1;
+    else if (code >= 0xd800 && code <= 0xdbff) i++, length += 2; // a pair: 4 bytes for 2 units
+    else length += 2;
+  }
+  return length;
 }
 
 function split(text: string): string[] {

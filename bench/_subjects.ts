@@ -48,6 +48,11 @@ export const SUBJECTS = {
     load: async () => (await import("./subjects/grammyx.ts")).grammyx({ confirm: "handled" }),
     variantOf: "grammyx",
   },
+  "grammyx-journal": {
+    summary: "grammyx with runner.journal = kvJournal(a local Deno KV file)",
+    load: async () => (await import("./subjects/grammyx.ts")).grammyxJournal(),
+    variantOf: "grammyx",
+  },
 } satisfies Record<string, Subject>;
 
 /** A subject's name. */

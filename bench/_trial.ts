@@ -53,6 +53,8 @@ const CHILD_FLAGS = [
   "--allow-env",
   "--allow-read",
   "--allow-sys",
+  "--allow-write=/tmp",
+  "--unstable-kv",
   "--v8-flags=--expose-gc",
   new URL("subject.ts", BENCH_DIR).pathname,
 ];

@@ -12,7 +12,30 @@
  */
 
 import { run, type RunnerOptions, sequentialize } from "../../mod.ts";
+import { kvJournal } from "../../journal.ts";
 import type { Driver } from "./_driver.ts";
+
+/**
+ * The `grammyx-journal` row: a Deno KV journal in a fresh local file (as a
+ * bot on one machine would use), removed when the process ends.
+ *
+ * @returns The driver
+ */
+export async function grammyxJournal(): Promise<Driver> {
+  const path = await Deno.makeTempFile({ prefix: "grammyx-bench-", suffix: ".kv" });
+  const kv = await Deno.openKv(path);
+  globalThis.addEventListener("unload", () => {
+    kv.close();
+    for (const suffix of ["", "-shm", "-wal"]) {
+      try {
+        Deno.removeSync(path + suffix);
+      } catch {
+        // already gone
+      }
+    }
+  });
+  return grammyx({ journal: kvJournal(kv) });
+}
 
 /**
  * Builds the driver, with extra runner options for variant rows.
