@@ -19,7 +19,9 @@
  */
 
 import { delay } from "./_async.ts";
-import type { UpdateSink } from "./sink.ts";
+import type { SinkStats, UpdateSink } from "./sink.ts";
+
+export type { SinkStats };
 import type { UpdateSource } from "./source.ts";
 
 /** Options of `stop()`. */
@@ -39,24 +41,14 @@ export interface StopResult<Y> {
   unfinished: Y[];
 }
 
-/** A snapshot of the runner, cheap enough to take every second. */
-export interface RunnerStats {
+/**
+ * A snapshot of the runner, cheap enough to take every second: the sink's
+ * counters (handled, failed, timed out, running, waiting, pending) and the
+ * source's.
+ */
+export interface RunnerStats extends Omit<SinkStats, "oldestPendingSince"> {
   /** Updates taken from the source. */
   fetched: number;
-  /** Updates whose middleware completed. */
-  handled: number;
-  /** Updates whose middleware threw (the error handler got them). */
-  failed: number;
-  /** Updates that timed out (the timeout handler got them). */
-  timedOut: number;
-  /** Updates running now, each holding a concurrency slot. */
-  running: number;
-  /** Updates waiting for their key in `sequentialize()` (holding no slot). */
-  waitingForKey: number;
-  /** Updates waiting for a slot. */
-  waitingForSlot: number;
-  /** Updates taken and not finished. */
-  pending: number;
   /** getUpdates calls, retries included. */
   getUpdatesCalls: number;
   /** getUpdates calls that failed. */
