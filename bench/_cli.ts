@@ -14,7 +14,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { DEFAULT_SUBJECTS, isSubjectName, type SubjectName, SUBJECTS } from "./_subjects.ts";
+import { isSubjectName, type SubjectName, SUBJECTS } from "./_subjects.ts";
 import { type Scenario, SCENARIOS } from "./scenarios.ts";
 
 /** What the command line asked for. */
@@ -22,7 +22,8 @@ export interface Flags {
   help: boolean;
   quick: boolean;
   scenarios: Scenario[];
-  subjects: SubjectName[];
+  /** The subjects named with `--subjects`; `undefined`: each scenario's own list. */
+  subjects: SubjectName[] | undefined;
   /** Runs of throughput scenarios (the others run once); medians are shown. */
   runs: number;
 }
@@ -58,9 +59,7 @@ export function parseFlags(args: string[]): Flags {
     help: values.help ?? false,
     quick,
     scenarios: values.only === undefined ? SCENARIOS : listOf(values.only).map(scenarioNamed),
-    subjects: values.subjects === undefined
-      ? DEFAULT_SUBJECTS
-      : listOf(values.subjects).map(subjectNamed),
+    subjects: values.subjects === undefined ? undefined : listOf(values.subjects).map(subjectNamed),
     runs,
   };
 }
@@ -90,9 +89,12 @@ function subjectNamed(name: string): SubjectName {
 
 /** The `--help` text. */
 export function helpText(): string {
-  const scenarios = SCENARIOS.map((scenario) => `  ${scenario.name.padEnd(16)}${scenario.summary}`);
+  const scenarios = SCENARIOS.flatMap((scenario) => [
+    `  ${scenario.name.padEnd(20)}${scenario.summary}`,
+    `  ${"".padEnd(20)}(${scenario.subjects.join(", ")})`,
+  ]);
   const subjects = Object.entries(SUBJECTS).map(([name, subject]) =>
-    `  ${name.padEnd(16)}${subject.summary}`
+    `  ${name.padEnd(20)}${subject.summary}`
   );
   return [
     "Usage: deno task bench [--quick] [--only=noop,io] [--subjects=grammyx,rival] [--runs=N]",
@@ -100,9 +102,11 @@ export function helpText(): string {
     "Runs each (scenario, subject) in its own bot process against a fake Bot API",
     "in this process, prints a table per scenario and writes bench/results/latest.json.",
     "",
-    "  --quick          a tenth of the updates (a smoke test; rates mean little)",
+    "  --quick          a tenth of the updates, a fifth in crash (a smoke test;",
+    "                   rates mean little)",
     "  --only=LIST      scenarios to run (default: all)",
-    `  --subjects=LIST  subjects to run (default: ${DEFAULT_SUBJECTS.join(",")})`,
+    "  --subjects=LIST  subjects to run, in the scenarios that can run them",
+    "                   (default: each scenario's own, in parentheses below)",
     "  --runs=N         runs of the throughput scenarios, medians shown",
     "                   (default: 3, or 1 with --quick)",
     "  --help           this text",

@@ -3,7 +3,9 @@
  * subject process (the child, which runs one bot) tell each other. The parent
  * passes a `ChildSpec` as the child's only argument; the child answers with
  * tagged lines on stdout (`@ready`, `@stopped {...}`, `@report {...}`) and
- * waits for `go` and `continue` on stdin.
+ * waits for `go` and `continue` on stdin. A crash-scenario bot gets a
+ * `CrashSpec` and says nothing: the bench reads what it sent to the fake
+ * server, and kills it.
  *
  * ```ts
  * import { delayFor } from "./_protocol.ts";
@@ -25,7 +27,7 @@ export type HandlerSpec =
   | { kind: "hotCold"; hotChat: number; hotMilliseconds: number; coldMilliseconds: number }
   /** Awaits a timer of `min`..`max` ms, drawn from the update id and the seed. */
   | { kind: "seeded"; min: number; max: number; seed: number }
-  /** Keeps the thread busy for a fixed time (for a future `cpu` scenario). */
+  /** Keeps the thread busy for a fixed time. */
   | { kind: "spin"; milliseconds: number };
 
 /** Everything a child needs to run one subject in one scenario. */
@@ -49,6 +51,20 @@ export interface ChildSpec {
   budgetMs: number;
   /** Gives up when no handler ended for this long. */
   stallMs: number;
+}
+
+/** Everything a bot of the crash scenario (`crash_subject.ts`) needs; it runs until killed. */
+export interface CrashSpec {
+  subject: string;
+  apiRoot: string;
+  token: string;
+  concurrency: number;
+  /** Whether to install the subject's `sequentialize(chat id)` first. */
+  sequentialize: boolean;
+  /** The work before the handler sends the update id back. */
+  handler: HandlerSpec;
+  /** The KV file of `grammyx-journal`: it outlives the kills; the bench removes it. */
+  journalPath?: string;
 }
 
 /** How a child's run ended. */

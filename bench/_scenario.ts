@@ -16,7 +16,7 @@ import type { FaultOptions } from "../testing.ts";
 import type { ChildReport, HandlerSpec } from "./_protocol.ts";
 import { percentile, type Unit } from "./_stats.ts";
 import type { SubjectName } from "./_subjects.ts";
-import type { Metrics } from "./_trial.ts";
+import type { Metrics, TrialResult } from "./_trial.ts";
 
 /** What `analyze` gets: the child's report and what the parent knows. */
 export interface TrialData {
@@ -41,7 +41,13 @@ export interface Plan {
   handler: HandlerSpec;
   faults?: FaultOptions;
   stopAfter?: number;
+  /** Kills with SIGKILL, each followed by a restart (the crash scenario). */
+  kills?: number;
+  /** Worker threads of `distribute()` (the cpu scenario). */
+  workers?: number;
+  /** Time limit of a run; what happens when it runs out depends on the trial. */
   budgetMs: number;
+  /** A run that handled nothing new for this long is given up. */
   stallMs: number;
   /** Extra metrics from the raw data. */
   analyze?: (data: TrialData) => Metrics;
@@ -53,6 +59,8 @@ export interface Column {
   key: string;
   unit: Unit;
   relativeTo?: SubjectName;
+  /** Shows the cell as text made from all of the row's metrics, instead of `key` in `unit`. */
+  cell?: (metrics: Metrics) => string;
 }
 
 /** A bound on a subject's metric: a number, or a factor of another subject's. */
@@ -67,11 +75,23 @@ export interface Target {
   atMost?: Threshold;
 }
 
+/** Runs one subject through a plan once (`runTrial` from `_trial.ts` by default). */
+export type TrialRunner = (plan: Plan, subject: SubjectName, run: number) => Promise<TrialResult>;
+
 /** A scenario of the bench. */
 export interface Scenario {
   name: string;
   summary: string;
+  /**
+   * The subjects it runs without `--subjects`, in this order. With
+   * `--subjects`, those named that are listed here or are variants of a
+   * subject listed here.
+   */
   subjects: SubjectName[];
+  /** Whether only the listed subjects can run, not their variants (a trial of its own). */
+  onlyListed?: boolean;
+  /** How a trial runs, if not as one `bench/subject.ts` process. */
+  trial?: TrialRunner;
   /** A throughput scenario: repeated `--runs` times, medians shown. */
   repeat: boolean;
   plan: (quick: boolean) => Plan;

@@ -53,13 +53,15 @@ export const SUBJECTS = {
     load: async () => (await import("./subjects/grammyx.ts")).grammyxJournal(),
     variantOf: "grammyx",
   },
+  "grammyx-distribute": {
+    summary: "grammyx with distribute(count 2) over worker threads (cpu scenario only)",
+    load: () =>
+      Promise.reject(new Error("grammyx-distribute runs only in the cpu scenario (bench/cpu.ts)")),
+  },
 } satisfies Record<string, Subject>;
 
 /** A subject's name. */
 export type SubjectName = keyof typeof SUBJECTS;
-
-/** The subjects run when `--subjects` is not given. */
-export const DEFAULT_SUBJECTS: SubjectName[] = ["grammyx", "rival", "botstart", "limit"];
 
 /**
  * Tells whether a subject runs in a scenario: it is listed there, or it is

@@ -39,6 +39,7 @@ export function renderScenario(scenario: Scenario, rows: Row[]): string[] {
   const bySubject = new Map(rows.map((row) => [row.subject, row]));
   const cellsOf = (row: Row) =>
     scenario.columns.map((column) => {
+      if (column.cell !== undefined) return column.cell(row.metrics);
       const value = row.metrics[column.key];
       if (column.relativeTo === undefined) return formatValue(value, column.unit);
       const reference = bySubject.get(column.relativeTo)?.metrics[column.key];

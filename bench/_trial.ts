@@ -38,6 +38,10 @@ export interface TrialResult {
   /** The last lines the child wrote on stderr, and how many it wrote. */
   stderrTail: string;
   stderrLines: number;
+  /** A line for the progress output, if the trial has more to say than counts. */
+  note?: string;
+  /** What the scenario's own trial recorded beyond metrics (for the JSON file). */
+  details?: unknown;
 }
 
 const BENCH_DIR = new URL(".", import.meta.url);
@@ -254,7 +258,12 @@ function stopMetrics(
   };
 }
 
-function kill(child: Deno.ChildProcess): void {
+/**
+ * Kills a child with SIGKILL, if it still runs.
+ *
+ * @param child The process
+ */
+export function kill(child: Deno.ChildProcess): void {
   try {
     child.kill("SIGKILL");
   } catch {
@@ -262,8 +271,13 @@ function kill(child: Deno.ChildProcess): void {
   }
 }
 
-/** Drains a stream, keeping its last 4 KB and counting lines. */
-async function collectTail(
+/**
+ * Drains a stream, keeping its last 4 KB and counting lines.
+ *
+ * @param stream A child's stderr
+ * @returns The tail and the line count, once the stream ended
+ */
+export async function collectTail(
   stream: ReadableStream<Uint8Array>,
 ): Promise<{ text: string; lines: number }> {
   let text = "";

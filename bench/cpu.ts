@@ -4,7 +4,8 @@
  * single-thread `run()` with `run()` + `distribute(..., { count: 2 })`.
  * The fake Bot API runs in this process; the bot runs in a child process
  * (and, with `distribute`, in worker threads of that child loading this same
- * file). Prints a table and one JSON line.
+ * file). Prints a table and one JSON line. `deno task bench` runs the same
+ * trials (`_cpu.ts`) as its "cpu" scenario, with the bench's table and JSON.
  *
  * ```sh
  * deno run --allow-net=127.0.0.1 --allow-env --allow-read --allow-run --allow-sys=loadavg bench/cpu.ts
@@ -14,7 +15,8 @@
  * Flags: `--updates=20000 --chats=1000 --burn=2` (ms per update)
  * `--count=2` (worker threads) `--runs=1` (each mode, interleaved; the
  * median is reported) `--balance=0` (the source's `speedTrafficBalance` in
- * both modes; 0 is `run()`'s default).
+ * both modes; 0 is `run()`'s default). A child that runs longer than four
+ * times the single-thread work plus a minute is killed.
  *
  * @module
  */
@@ -23,34 +25,15 @@ import { Bot, type Context } from "grammy";
 import { run } from "../mod.ts";
 import { distribute } from "../distribute.ts";
 import { BotWorker } from "../worker.ts";
-import { FakeBotApi } from "../testing.ts";
-import process from "node:process";
-
-type Mode = "single" | "distribute";
-
-/** What a child process reports on its last stdout line. */
-interface ChildReport {
-  mode: Mode;
-  /** From `run()` until the last update settled. */
-  elapsedMs: number;
-  /** Updates that settled, and how many of them settled more than once. */
-  settled: number;
-  unique: number;
-  /** Errors that reached the main bot's error handler (order or duplicate checks, failures). */
-  failed: number;
-  orderViolations: number;
-  duplicates: number;
-  problems: string[];
-  /** CPU time of the child process (all threads) while it ran the updates, in ms. */
-  cpuMs: number;
-}
-
-const ENV = {
-  apiRoot: "GRAMMYX_CPU_API_ROOT",
-  token: "GRAMMYX_CPU_TOKEN",
-  burn: "GRAMMYX_CPU_BURN",
-  balance: "GRAMMYX_CPU_BALANCE",
-};
+import {
+  type ChildReport,
+  ENV,
+  type Flags,
+  type Mode,
+  processCpuMs,
+  type Trial,
+  trial,
+} from "./_cpu.ts";
 
 /** The scenario's handler: burn, then check order and uniqueness in this thread. */
 function cpuHandler(burnMs: number): (ctx: Context) => void {
@@ -67,12 +50,6 @@ function cpuHandler(burnMs: number): (ctx: Context) => void {
     if (id < last) throw new Error(`order: update ${id} of chat ${chat} ran after ${last}`);
     lastByChat.set(chat, id);
   };
-}
-
-/** CPU time (user + system) of this whole process, all threads, in ms. */
-function processCpuMs(): number {
-  const { user, system } = process.cpuUsage();
-  return (user + system) / 1000;
 }
 
 // ---------------------------------------------------------------- worker thread
@@ -145,63 +122,6 @@ async function childMain(mode: Mode, expected: number, count: number): Promise<v
 
 // ---------------------------------------------------------------- parent process
 
-interface Trial extends ChildReport {
-  /** CPU time of this process (the fake Bot API) during the trial, in ms. */
-  serverCpuMs: number;
-  pendingAfterStop: number;
-  redelivered: number;
-}
-
-async function trial(mode: Mode, flags: Flags): Promise<Trial> {
-  await using api = await FakeBotApi.start();
-  api.pushMessages(flags.updates, { chats: flags.chats });
-  const cpuBefore = processCpuMs();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      "--allow-env",
-      "--allow-read",
-      new URL(import.meta.url).pathname,
-      "--child",
-      mode,
-      String(flags.updates),
-      String(flags.count),
-    ],
-    env: {
-      [ENV.apiRoot]: api.apiRoot,
-      [ENV.token]: api.token,
-      [ENV.burn]: String(flags.burn),
-      [ENV.balance]: String(flags.balance),
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const { code, stdout, stderr } = await child;
-  const cpuAfter = processCpuMs();
-  const errors = new TextDecoder().decode(stderr).split("\n")
-    .filter((line) => line.trim() !== "" && !line.includes("punycode"));
-  if (errors.length > 0) console.error(errors.join("\n"));
-  const lines = new TextDecoder().decode(stdout).trim().split("\n");
-  if (code !== 0) throw new Error(`The ${mode} child exited with code ${code}`);
-  const report = JSON.parse(lines.at(-1)!) as ChildReport;
-  return {
-    ...report,
-    serverCpuMs: cpuAfter - cpuBefore,
-    pendingAfterStop: api.pending(),
-    redelivered: api.stats.redelivered,
-  };
-}
-
-interface Flags {
-  updates: number;
-  chats: number;
-  burn: number;
-  count: number;
-  runs: number;
-  balance: number;
-}
-
 function parseFlags(args: string[]): Flags {
   const flags: Flags = { updates: 20_000, chats: 1_000, burn: 2, count: 2, runs: 1, balance: 0 };
   for (const arg of args) {
@@ -232,7 +152,8 @@ async function parentMain(flags: Flags): Promise<void> {
   const trials: Trial[] = [];
   for (let run = 1; run <= flags.runs; run++) {
     for (const mode of ["single", "distribute"] as const) {
-      const result = await trial(mode, flags);
+      const limitMs = 4 * flags.updates * flags.burn + 60_000;
+      const result = await trial(mode, flags, { limitMs });
       console.error(`  ${mode} run ${run}: ${(result.elapsedMs / 1000).toFixed(2)} s`);
       trials.push(result);
     }
@@ -307,7 +228,7 @@ const workerScope =
   (globalThis as { WorkerGlobalScope?: abstract new () => unknown }).WorkerGlobalScope;
 if (typeof workerScope === "function" && globalThis instanceof workerScope) {
   workerMain();
-} else if (Deno.args[0] === "--child") {
+} else if (import.meta.main && Deno.args[0] === "--child") {
   await childMain(Deno.args[1] as Mode, Number(Deno.args[2]), Number(Deno.args[3]));
 } else if (import.meta.main) {
   await parentMain(parseFlags(Deno.args));

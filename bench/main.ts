@@ -2,11 +2,13 @@
  * `deno task bench`: runs every (scenario, subject) pair in its own bot
  * process against a fake Bot API that lives in this process, prints one
  * table per scenario (medians, ratios to the rival and to the limit, targets)
- * and writes everything to `bench/results/latest.json`. See `--help`.
+ * and writes everything to `bench/results/latest.json`. See `--help`. The cpu
+ * scenario's trials come from `_cpu.ts`, the crash scenario's from `_crash.ts`.
  *
  * ```sh
  * deno task bench --quick
  * deno task bench --only=noop,io --subjects=grammyx,rival --runs=5
+ * deno task bench --only=crash,cpu
  * ```
  *
  * @module
@@ -17,7 +19,7 @@ import { renderScenario, type Row } from "./_table.ts";
 import { median, medianOf } from "./_stats.ts";
 import { runTrial, type TrialResult } from "./_trial.ts";
 import type { Scenario } from "./scenarios.ts";
-import { runsIn } from "./_subjects.ts";
+import { runsIn, type SubjectName } from "./_subjects.ts";
 
 const RESULTS = new URL("results/latest.json", import.meta.url);
 
@@ -74,18 +76,28 @@ function progress(scenario: Scenario, trial: TrialResult, runs: number): void {
     `${(trial.elapsedMs / 1000).toFixed(1)} s`,
   ].filter(Boolean).join(", ");
   const run = runs > 1 ? ` run ${trial.run}/${runs}` : "";
-  console.error(`  ${scenario.name} ${trial.subject}${run}: ${trial.status} (${figures})`);
+  const note = trial.note === undefined ? "" : `; ${trial.note}`;
+  console.error(`  ${scenario.name} ${trial.subject}${run}: ${trial.status} (${figures})${note}`);
+}
+
+/** The scenario's own subjects, or those named with `--subjects` that it can run. */
+function subjectsOf(scenario: Scenario, flags: Flags): SubjectName[] {
+  if (flags.subjects === undefined) return scenario.subjects;
+  return flags.subjects.filter((subject) =>
+    scenario.onlyListed ? scenario.subjects.includes(subject) : runsIn(subject, scenario.subjects)
+  );
 }
 
 /** Runs a scenario: every run, every subject in turn (interleaved, so drift hits all alike). */
 async function runScenario(scenario: Scenario, flags: Flags): Promise<ScenarioResult> {
   const plan = scenario.plan(flags.quick);
-  const subjects = flags.subjects.filter((subject) => runsIn(subject, scenario.subjects));
+  const subjects = subjectsOf(scenario, flags);
   const runs = scenario.repeat ? flags.runs : 1;
+  const runOne = scenario.trial ?? runTrial;
   const trials: TrialResult[] = [];
   for (let run = 1; run <= runs; run++) {
     for (const subject of subjects) {
-      const trial = await runTrial(plan, subject, run);
+      const trial = await runOne(plan, subject, run);
       progress(scenario, trial, runs);
       trials.push(trial);
     }
@@ -175,7 +187,7 @@ async function writeResults(
     args: Deno.args,
     quick: flags.quick,
     runs: flags.runs,
-    subjects: flags.subjects,
+    subjects: flags.subjects ?? "each scenario's own",
     machine,
     scenarios: results,
   };

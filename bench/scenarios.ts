@@ -3,12 +3,14 @@
  * it makes sense for, which figures its table shows and which targets it
  * checks. Every (scenario, subject) pair runs in its own process against a
  * fresh fake Bot API with the scenario's seed, and all updates are pushed at
- * once, before the bot starts.
+ * once, before the bot starts. Most trials are one `subject.ts` process; cpu
+ * (`_cpu.ts`, whose bot is `cpu.ts`) and crash (`_crash.ts`) bring trials of
+ * their own.
  *
  * To add a row: a new subject goes into `_subjects.ts` and into the
- * `subjects` of the scenarios it fits. To add a scenario (e.g. `cpu` for
- * worker threads: `handler: { kind: "spin", milliseconds: 2 }`), append an
- * entry below; `plan(quick)` gives its sizes, `analyze` derives extra metrics.
+ * `subjects` of the scenarios it fits. To add a scenario, append an entry
+ * below; `plan(quick)` gives its sizes, `analyze` derives extra metrics, and
+ * `trial` runs it when one `subject.ts` process per trial does not fit.
  *
  * ```ts
  * import { SCENARIOS } from "./scenarios.ts";
@@ -23,12 +25,23 @@
 import type { Column, Scenario } from "./_scenario.ts";
 import { hotAndCold, rateOf } from "./_scenario.ts";
 import type { SubjectName } from "./_subjects.ts";
+import type { Metrics } from "./_trial.ts";
 
 export type { Column, Plan, Scenario, Target, Threshold, TrialData } from "./_scenario.ts";
 
 const SEED = 20_240_601;
 const RUNNERS: SubjectName[] = ["grammyx", "rival", "botstart"];
-const ALL: SubjectName[] = [...RUNNERS, "limit"];
+/** The throughput rows: every runner, grammyx's crash-safe modes, and the limit. */
+const ALL: SubjectName[] = [
+  "grammyx",
+  "grammyx-handled",
+  "grammyx-journal",
+  "rival",
+  "botstart",
+  "limit",
+];
+/** Kills in the crash scenario. */
+const KILLS = 4;
 
 /** Full size, or a tenth of it in quick mode. */
 function scale(quick: boolean, full: number): number {
@@ -119,12 +132,15 @@ export const SCENARIOS: Scenario[] = [
       { header: "peak RSS", key: "peakRssMb", unit: "mb" },
       ...lossColumns,
     ],
-    targets: [{
-      label: "rate ≥ 0.95 × bound",
-      subject: "grammyx",
-      key: "rateVsBound",
-      atLeast: 0.95,
-    }],
+    targets: [
+      { label: "rate ≥ 0.95 × bound", subject: "grammyx", key: "rateVsBound", atLeast: 0.95 },
+      {
+        label: "rate ≥ 0.8 × grammyx",
+        subject: "grammyx-journal",
+        key: "rate",
+        atLeast: { subject: "grammyx", factor: 0.8 },
+      },
+    ],
   },
   {
     name: "hotkey",
@@ -276,4 +292,108 @@ export const SCENARIOS: Scenario[] = [
       { label: "no update repeated", subject: "grammyx", key: "duplicates", atMost: 0 },
     ],
   },
+  {
+    name: "cpu",
+    summary: "every handler burns 2 ms of CPU, 1 000 chats: run() on one thread (grammyx) " +
+      "against run() + distribute() over 2 worker threads",
+    subjects: ["grammyx", "grammyx-distribute"],
+    onlyListed: true,
+    repeat: true,
+    trial: async (plan, subject, run) => (await import("./_cpu.ts")).cpuTrial(plan, subject, run),
+    plan: (quick) => ({
+      scenario: "cpu",
+      seed: SEED,
+      count: scale(quick, 20_000),
+      chats: 1_000,
+      // run()'s default: cpu.ts sets no sink options.
+      concurrency: 500,
+      sequentialize: false,
+      handler: { kind: "spin", milliseconds: 2 },
+      workers: 2,
+      // A hard limit: the child is killed then. cpu.ts watches no progress.
+      budgetMs: quick ? 30_000 : 150_000,
+      stallMs: quick ? 30_000 : 150_000,
+    }),
+    columns: [
+      { header: "rate", key: "rate", unit: "rate" },
+      { header: "×single", key: "rate", unit: "ratio", relativeTo: "grammyx" },
+      { header: "time", key: "wallMs", unit: "s" },
+      { header: "CPU/upd", key: "cpuUsPerUpdate", unit: "us" },
+      { header: "bot CPU", key: "cpuMs", unit: "s" },
+      { header: "server CPU", key: "serverCpuMs", unit: "s" },
+      { header: "order errs", key: "orderViolations", unit: "count" },
+      ...lossColumns,
+    ],
+    targets: [{
+      label: "rate ≥ 1.6 × single",
+      subject: "grammyx-distribute",
+      key: "rate",
+      atLeast: { subject: "grammyx", factor: 1.6 },
+    }],
+  },
+  {
+    name: "crash",
+    summary: `SIGKILL ${KILLS} times under load, restarted each time, then SIGTERM; ` +
+      "handler 1–10 ms (seeded), then sendMessage; 500 chats, concurrency 100",
+    subjects: ["grammyx", "grammyx-handled", "grammyx-journal", "rival"],
+    onlyListed: true,
+    repeat: false,
+    trial: async (plan, subject, run) =>
+      (await import("./_crash.ts")).runCrashTrial(plan, subject, run),
+    plan: (quick) => ({
+      scenario: "crash",
+      seed: SEED,
+      count: quick ? 1_000 : 5_000,
+      chats: 500,
+      concurrency: 100,
+      sequentialize: false,
+      handler: { kind: "seeded", min: 1, max: 10, seed: SEED },
+      kills: KILLS,
+      // Per bot process: its time to reach the kill point (or the end).
+      budgetMs: quick ? 15_000 : 30_000,
+      stallMs: 5_000,
+    }),
+    columns: [
+      { header: "lost", key: "unhandled", unit: "count" },
+      {
+        header: "lost per kill",
+        key: "lostKill1",
+        unit: "count",
+        cell: (metrics) =>
+          perKill(metrics, "lostKill", [
+            ["lostAtStop", "at the stop"],
+            ["lostNeverConfirmed", "never confirmed"],
+          ]),
+      },
+      { header: "dupes", key: "duplicates", unit: "count" },
+      {
+        header: "dupes per kill",
+        key: "duplicatesKill1",
+        unit: "count",
+        cell: (metrics) =>
+          perKill(metrics, "duplicatesKill", [["duplicatesWithinRuns", "within a run"]]),
+      },
+      { header: "kills", key: "kills", unit: "count" },
+      { header: "time", key: "wallMs", unit: "s" },
+      { header: "last stop", key: "finalStopMs", unit: "ms" },
+      { header: "getUpdates", key: "getUpdatesCalls", unit: "count" },
+      { header: "redelivered", key: "redelivered", unit: "count" },
+    ],
+    targets: [
+      { label: "loses no update", subject: "grammyx-handled", key: "unhandled", atMost: 0 },
+      { label: "loses no update", subject: "grammyx-journal", key: "unhandled", atMost: 0 },
+    ],
+  },
 ];
+
+/**
+ * A crash-table cell: one figure per kill ("12, 9, 14, 11"), then the
+ * `extras` that are not zero ("+3 at the stop").
+ */
+function perKill(metrics: Metrics, prefix: string, extras: Array<[string, string]>): string {
+  const figures = Array.from({ length: KILLS }, (_, index) => metrics[`${prefix}${index + 1}`])
+    .map((value) => value === undefined || !Number.isFinite(value) ? "–" : String(value));
+  const more = extras.filter(([key]) => (metrics[key] ?? 0) > 0)
+    .map(([key, label]) => ` +${metrics[key]} ${label}`);
+  return figures.join(", ") + more.join("");
+}

@@ -13,26 +13,24 @@
 
 import { run, type RunnerOptions, sequentialize } from "../../mod.ts";
 import { kvJournal } from "../../journal.ts";
+import { removeKvFiles } from "../_kv.ts";
 import type { Driver } from "./_driver.ts";
 
 /**
- * The `grammyx-journal` row: a Deno KV journal in a fresh local file (as a
- * bot on one machine would use), removed when the process ends.
+ * The `grammyx-journal` row: a Deno KV journal in a local file (as a bot on
+ * one machine would use). Without `path`, a fresh temporary file, removed
+ * when the process ends; with `path`, that file, left in place (the crash
+ * scenario keeps it across kills).
  *
+ * @param path The KV file, if it must outlive the process
  * @returns The driver
  */
-export async function grammyxJournal(): Promise<Driver> {
-  const path = await Deno.makeTempFile({ prefix: "grammyx-bench-", suffix: ".kv" });
-  const kv = await Deno.openKv(path);
+export async function grammyxJournal(path?: string): Promise<Driver> {
+  const file = path ?? await Deno.makeTempFile({ prefix: "grammyx-bench-", suffix: ".kv" });
+  const kv = await Deno.openKv(file);
   globalThis.addEventListener("unload", () => {
     kv.close();
-    for (const suffix of ["", "-shm", "-wal"]) {
-      try {
-        Deno.removeSync(path + suffix);
-      } catch {
-        // already gone
-      }
-    }
+    if (path === undefined) removeKvFiles(file);
   });
   return grammyx({ journal: kvJournal(kv) });
 }
