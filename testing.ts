@@ -19,6 +19,8 @@
  *
  * @module
  */
+
+import { seededRandom } from "./_random.ts";
 import type { Message, Update, UserFromGetMe } from "grammy/types";
 
 /**
@@ -269,8 +271,8 @@ export class FakeBotApi implements AsyncDisposable {
     this.token = token;
     this.#sendMessageLatency = sendMessageLatency;
     this.#firstUpdateId = this.#nextUpdateId = firstUpdateId;
-    this.#faultRandom = mulberry32(seed);
-    this.#updateRandom = mulberry32(seed ^ 0x5bd1e995);
+    this.#faultRandom = seededRandom(seed);
+    this.#updateRandom = seededRandom(seed ^ 0x5bd1e995);
     this.#me = {
       id: Number(token.split(":")[0]),
       is_bot: true,
@@ -789,16 +791,4 @@ function closedBefore(offset: number): Error {
   return new Error(
     `Cannot wait for offset ${offset} as the fake Bot API was closed`,
   );
-}
-
-/** The mulberry32 generator: fast, seeded numbers in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -17,6 +17,7 @@
  * @module
  */
 
+import { seededRandom } from "../_random.ts";
 import { FakeBotApi } from "../testing.ts";
 import type { CrashSpec } from "./_protocol.ts";
 import type { Plan } from "./_scenario.ts";
@@ -416,16 +417,4 @@ async function removeJournal(path: string): Promise<void> {
     const reason = new TextDecoder().decode(stderr).trim().split("\n")[0];
     console.error(`  crash: could not remove ${path}: ${reason}`);
   }
-}
-
-/** A seeded generator of numbers in [0, 1) (mulberry32), for the kill points. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }

@@ -33,16 +33,7 @@ export async function until(
 }
 
 /** A deterministic pseudo-random generator (mulberry32). */
-export function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom as random } from "../_random.ts";
 
 /** Sleeps `ms`; used only to simulate handler work, never to order events. */
 export function sleep(ms: number): Promise<void> {
