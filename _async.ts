@@ -27,10 +27,6 @@ export class Queue<T> {
   peek(): T | undefined {
     return this.#items[this.#head];
   }
-
-  *[Symbol.iterator](): Generator<T> {
-    for (let i = this.#head; i < this.#items.length; i++) yield this.#items[i] as T;
-  }
 }
 
 /**
@@ -48,16 +44,4 @@ export function delay(milliseconds: number, signal?: AbortSignal): Promise<void>
     const timer = setTimeout(done, milliseconds);
     signal?.addEventListener("abort", done, { once: true });
   });
-}
-
-/** Resolves once `signal` aborts. Returns the cleanup so no listener leaks. */
-export function whenAborted(signal: AbortSignal): { promise: Promise<void>; dispose(): void } {
-  const { promise, resolve } = Promise.withResolvers<void>();
-  if (signal.aborted) {
-    resolve();
-    return { promise, dispose() {} };
-  }
-  const onAbort = () => resolve();
-  signal.addEventListener("abort", onAbort, { once: true });
-  return { promise, dispose: () => signal.removeEventListener("abort", onAbort) };
 }

@@ -27,7 +27,7 @@ export function defaultReporter(report: Report): void {
 }
 
 /** Calls `reporter`, falling back to the default one if it throws. */
-export function safeReport(reporter: Reporter, report: Report): void {
+export function safeReport<R extends Report>(reporter: (report: R) => void, report: R): void {
   try {
     reporter(report);
   } catch {

@@ -57,7 +57,7 @@ export interface RetryContext {
 }
 
 /** Growing pauses stop here. */
-export const RETRY_CAP = 30_000;
+const RETRY_CAP = 30_000;
 
 /**
  * Runs `call` until it succeeds. 401/404 end at once, 409 is retried for

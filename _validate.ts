@@ -1,9 +1,12 @@
 // Option checks shared by the modules: reject bad input, never clamp it.
 
-function show(value: unknown): string {
+/** Describes a value for an error message (strings quoted, objects not dumped). */
+export function show(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "bigint") return `${value}n`;
   if (typeof value === "function") return "a function";
-  if (Array.isArray(value)) return "an array";
+  if (value instanceof Uint8Array) return `Uint8Array(${value.length})`;
+  if (Array.isArray(value)) return value.length === 0 ? "[]" : "an array";
   if (typeof value === "object" && value !== null) return "an object";
   return String(value);
 }

@@ -26,7 +26,8 @@
 
 import type { Update } from "grammy/types";
 import type { JournalState, UpdateJournal } from "./fetcher.ts";
-import { isFunction, optionalObject } from "./_validate.ts";
+import { defaultReporter, safeReport } from "./_report.ts";
+import { isFunction, optionalObject, show } from "./_validate.ts";
 
 export type { JournalState, UpdateJournal };
 
@@ -200,7 +201,7 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
       throw new TypeError(`${subject} as 'kv' must be a Deno.Kv: current value is ${show(kv)}`);
     }
     optionalObject(subject, "options", options);
-    const { prefix = ["grammyx-runner"], reporter = defaultJournalReporter } = options;
+    const { prefix = ["grammyx-runner"], reporter = defaultReporter } = options;
     if (!Array.isArray(prefix) || !prefix.every(isKeyPart)) {
       throw new TypeError(
         `${subject} as 'prefix' must be an array of KV key parts: current value is ${show(prefix)}`,
@@ -417,17 +418,8 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
     const report: JournalReport = error === undefined
       ? { source: "journal", message }
       : { source: "journal", message, error };
-    try {
-      this.#reporter(report);
-    } catch {
-      defaultJournalReporter(report);
-    }
+    safeReport(this.#reporter, report);
   }
-}
-
-/** Prints one line per report on stderr. */
-function defaultJournalReporter(report: JournalReport): void {
-  console.error(`[grammyx/runner] ${report.message}`);
 }
 
 function apply(operation: Deno.AtomicOperation, mutation: Mutation): void {
@@ -573,14 +565,4 @@ function isKeyPart(part: unknown): boolean {
 
 function formatKey(key: Deno.KvKey): string {
   return `[${key.map(show).join(", ")}]`;
-}
-
-function show(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "bigint") return `${value}n`;
-  if (typeof value === "function") return "a function";
-  if (value instanceof Uint8Array) return `Uint8Array(${value.length})`;
-  if (Array.isArray(value)) return value.length === 0 ? "[]" : "an array";
-  if (typeof value === "object" && value !== null) return "an object";
-  return String(value);
 }

@@ -168,7 +168,10 @@ export function createConcurrentSink<Y, R = unknown>(
 ): UpdateSink<Y> {
   const core = new SinkCore(consumer, errorHandler, options, "concurrent");
   return {
-    handle: (updates) => core.add(updates),
+    handle: (updates) => {
+      core.add(updates);
+      return core.capacity();
+    },
     size: () => core.size(),
     snapshot: () => core.snapshot(),
     idle: () => core.idle(),
@@ -245,7 +248,7 @@ export function createBatchSink<Y, R = unknown>(
 function batchWise<Y>(core: SinkCore<Y>): UpdateSink<Y> {
   return {
     handle: async (updates) => {
-      await core.add(updates);
+      core.add(updates);
       await core.finished();
       return Infinity;
     },
@@ -366,7 +369,8 @@ class SinkCore<Y> {
     this.#reporter = reporter;
   }
 
-  add(updates: Y[]): Promise<number> {
+  /** Takes the updates: each starts at once if a slot is free, else waits for one. */
+  add(updates: Y[]): void {
     const now = Date.now();
     for (const update of updates) {
       const task = new Task(this, update, now);
@@ -378,6 +382,10 @@ class SinkCore<Y> {
         this.#queued.push(task);
       }
     }
+  }
+
+  /** Resolves with the free capacity once there is room for more (see `#hasRoom`). */
+  capacity(): Promise<number> {
     if (this.#hasRoom()) return Promise.resolve(this.#capacity());
     return new Promise((resolve) => this.#capacityWaiters.push(resolve));
   }

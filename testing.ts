@@ -20,7 +20,9 @@
  * @module
  */
 
+import { delay } from "./_async.ts";
 import { seededRandom } from "./_random.ts";
+import { show } from "./_validate.ts";
 import type { Message, Update, UserFromGetMe } from "grammy/types";
 
 /**
@@ -254,7 +256,7 @@ export class FakeBotApi implements AsyncDisposable {
     } = options;
     if (typeof token !== "string" || !/^\d+:[\w-]+$/.test(token)) {
       // A token is a secret: describe the value rather than print it.
-      const value = typeof token === "string" ? "another string" : format(token);
+      const value = typeof token === "string" ? "another string" : show(token);
       throw new TypeError(
         `${context} as 'token' must look like '<bot id>:<secret>': current value is ${value}`,
       );
@@ -643,7 +645,8 @@ export class FakeBotApi implements AsyncDisposable {
     if (typeof text !== "string" || text === "") {
       return respond(failure(400, "Bad Request: message text is empty"));
     }
-    if (!await sleep(this.#sendMessageLatency, this.#closing.signal)) {
+    if (this.#sendMessageLatency > 0) await delay(this.#sendMessageLatency, this.#closing.signal);
+    if (this.#closing.signal.aborted) {
       return respond(
         failure(500, "Internal Server Error: the server is closing"),
       );
@@ -708,29 +711,12 @@ async function readParams(
   }
 }
 
-/** Waits unless `signal` aborts first. @returns Whether the time passed. */
-function sleep(milliseconds: number, signal: AbortSignal): Promise<boolean> {
-  if (milliseconds === 0 || signal.aborted) {
-    return Promise.resolve(!signal.aborted);
-  }
-  return new Promise((resolve) => {
-    const done = (passed: boolean) => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      resolve(passed);
-    };
-    const onAbort = () => done(false);
-    const timer = setTimeout(() => done(true), milliseconds);
-    signal.addEventListener("abort", onAbort);
-  });
-}
-
 function readFaults(
   context: string,
   faults: FaultOptions,
 ): Required<FaultOptions> {
   if (typeof faults !== "object" || faults === null) {
-    const value = format(faults);
+    const value = show(faults);
     throw new TypeError(
       `${context} as 'faults' must be an object: current value is ${value}`,
     );
@@ -771,9 +757,7 @@ function check(
   value: unknown,
   requirement: keyof typeof REQUIREMENTS,
 ): void {
-  const message = `${context} as '${name}' must be ${requirement}: current value is ${
-    format(value)
-  }`;
+  const message = `${context} as '${name}' must be ${requirement}: current value is ${show(value)}`;
   if (typeof value !== "number") throw new TypeError(message);
   if (!REQUIREMENTS[requirement](value)) throw new RangeError(message);
 }
@@ -781,10 +765,6 @@ function check(
 function toNumber(value: unknown, fallback: number): number {
   const number = typeof value === "string" ? Number(value) : value;
   return typeof number === "number" && Number.isFinite(number) ? number : fallback;
-}
-
-function format(value: unknown): string {
-  return typeof value === "string" ? JSON.stringify(value) : String(value);
 }
 
 function closedBefore(offset: number): Error {

@@ -22,22 +22,11 @@ import { FakeBotApi } from "../testing.ts";
 import type { CrashSpec } from "./_protocol.ts";
 import type { Plan } from "./_scenario.ts";
 import type { SubjectName } from "./_subjects.ts";
-import { collectTail, kill, type Metrics, type TrialResult } from "./_trial.ts";
+import { BOT_PROCESS_FLAGS, collectTail, kill, type Metrics, type TrialResult } from "./_trial.ts";
 
 const BENCH_DIR = new URL(".", import.meta.url);
 const ROOT_DIR = new URL("..", BENCH_DIR);
 const CHILD = new URL("crash_subject.ts", BENCH_DIR).pathname;
-const CHILD_FLAGS = [
-  "run",
-  "--quiet",
-  "--no-prompt",
-  `--config=${new URL("deno.json", ROOT_DIR).pathname}`,
-  "--unstable-kv",
-  "--allow-net=127.0.0.1",
-  "--allow-env",
-  "--allow-read",
-  "--allow-write=/tmp",
-];
 /** How long the bot may take to exit after SIGTERM. */
 const STOP_LIMIT_MS = 10_000;
 /** The last run is over once the server holds nothing and no message came for this long. */
@@ -346,7 +335,7 @@ function getUpdatesCalls(api: FakeBotApi): number {
 
 function startBot(spec: CrashSpec): BotProcess {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...CHILD_FLAGS, CHILD, JSON.stringify(spec)],
+    args: [...BOT_PROCESS_FLAGS, CHILD, JSON.stringify(spec)],
     cwd: ROOT_DIR.pathname,
     stdin: "null",
     stdout: "null",

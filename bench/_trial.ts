@@ -48,7 +48,8 @@ const BENCH_DIR = new URL(".", import.meta.url);
 const ROOT_DIR = new URL("..", BENCH_DIR);
 /** What the child needs on top of its budget: start-up, stop, GC, report. */
 const HARD_LIMIT_GRACE_MS = 25_000;
-const CHILD_FLAGS = [
+/** `deno run` with what every bot process of the bench may do (loopback, a temp KV file). */
+export const BOT_PROCESS_FLAGS = [
   "run",
   "--quiet",
   "--no-prompt",
@@ -56,9 +57,12 @@ const CHILD_FLAGS = [
   "--allow-net=127.0.0.1",
   "--allow-env",
   "--allow-read",
-  "--allow-sys",
   "--allow-write=/tmp",
   "--unstable-kv",
+];
+const CHILD_FLAGS = [
+  ...BOT_PROCESS_FLAGS,
+  "--allow-sys",
   "--v8-flags=--expose-gc",
   new URL("subject.ts", BENCH_DIR).pathname,
 ];
