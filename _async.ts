@@ -1,5 +1,7 @@
 // Small async primitives shared by the modules. Not exported by mod.ts.
 
+import { startTimer, stopTimer } from "./_clock.ts";
+
 /** A first-in first-out queue with O(1) push and shift. */
 export class Queue<T> {
   #items: (T | undefined)[] = [];
@@ -31,17 +33,19 @@ export class Queue<T> {
 
 /**
  * Resolves after `milliseconds`, or as soon as `signal` aborts (it never
- * rejects). The timer is cleared either way, so nothing is left behind.
+ * rejects). The timer is cleared either way, so nothing is left behind. A
+ * delay longer than a timer can count (`Infinity` included) ends only with
+ * the signal.
  */
 export function delay(milliseconds: number, signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
-      clearTimeout(timer);
+      stopTimer(timer);
       signal?.removeEventListener("abort", done);
       resolve();
     };
-    const timer = setTimeout(done, milliseconds);
+    const timer = startTimer(done, milliseconds);
     signal?.addEventListener("abort", done, { once: true });
   });
 }
