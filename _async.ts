@@ -49,3 +49,34 @@ export function delay(milliseconds: number, signal?: AbortSignal): Promise<void>
     signal?.addEventListener("abort", done, { once: true });
   });
 }
+
+/**
+ * Resolves `true` once `promise` settles (either way), or `false` as soon as
+ * `signal` aborts first; without a signal it just waits. Never rejects.
+ */
+export function settlesBefore(promise: Promise<unknown>, signal?: AbortSignal): Promise<boolean> {
+  const settled = promise.then(() => true, () => true);
+  if (signal === undefined) return settled;
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => resolve(false);
+    signal.addEventListener("abort", onAbort, { once: true });
+    settled.then((value) => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(value);
+    });
+  });
+}
+
+/** Settles like `promise`, or rejects as soon as `signal` aborts (the promise is then ignored). */
+export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}

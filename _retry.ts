@@ -2,35 +2,8 @@
 // errors end the run, which are retried, and how long to wait in between.
 
 import { delay } from "./_async.ts";
-
-/** Why polling ended for good. */
-export type PollingFailure = "unauthorized" | "conflict" | "retries";
-
-/** The error a run ends with when getUpdates cannot go on. */
-export class PollingError extends Error {
-  /** What went wrong: a rejected token, another poller, or retries used up. */
-  readonly reason: PollingFailure;
-  /** The Bot API error code, if there was one. */
-  readonly error_code: number | undefined;
-
-  /**
-   * Creates the error; the runner does this, you rarely need to.
-   *
-   * @param reason What went wrong
-   * @param message A message without the token
-   * @param options The (redacted) cause and error code
-   */
-  constructor(
-    reason: PollingFailure,
-    message: string,
-    options: { cause?: unknown; error_code?: number } = {},
-  ) {
-    super(message, { cause: options.cause });
-    this.name = "PollingError";
-    this.reason = reason;
-    this.error_code = options.error_code;
-  }
-}
+import { clock, MAX_DELAY } from "./_clock.ts";
+import { PollingError, type PollingFailure } from "./errors.ts";
 
 /** The user's retry settings. */
 export interface RetrySettings {
@@ -39,11 +12,36 @@ export interface RetrySettings {
   maxConflictTime: number;
 }
 
+/**
+ * Follows 409 Conflict answers across calls. An episode starts with a 409
+ * and goes on while the next comes within `maxConflictTime` of the last, even
+ * with successful calls in between (two pollers take turns: each one's poll
+ * ends the other's); once it has lasted `maxConflictTime`, the run ends.
+ */
+export class ConflictWatch {
+  readonly #maxConflictTime: number;
+  #since: number | undefined;
+  #last: number | undefined;
+
+  constructor(maxConflictTime: number) {
+    this.#maxConflictTime = maxConflictTime;
+  }
+
+  /** Records a 409 at `now`; returns how long the episode has lasted. */
+  conflict(now: number): number {
+    if (this.#last === undefined || now - this.#last > this.#maxConflictTime) this.#since = now;
+    this.#last = now;
+    return now - this.#since!;
+  }
+}
+
 /** What one retried call needs besides the settings. */
 export interface RetryContext {
   /** What the call does, for messages: "fetch updates (getUpdates)". */
   what: string;
   signal: AbortSignal;
+  /** The 409 episode this call belongs to (shared by the calls of one poller). */
+  conflicts?: ConflictWatch;
   /** Errors that no retry can fix (rethrown as they are). */
   isFinal?: (error: unknown) => boolean;
   /** Called before each pause with the failure and the pause in ms. */
@@ -71,8 +69,8 @@ export async function withRetries<T>(
 ): Promise<T> {
   const { retryInterval, maxRetryTime, maxConflictTime } = settings;
   const { what, signal } = context;
+  const conflicts = context.conflicts ?? new ConflictWatch(maxConflictTime);
   let firstFailure: number | undefined;
-  let conflictSince: number | undefined;
   let pause = typeof retryInterval === "number" ? retryInterval : 100;
   while (true) {
     try {
@@ -80,7 +78,7 @@ export async function withRetries<T>(
     } catch (error) {
       if (signal.aborted || context.isFinal?.(error)) throw error;
       context.onFailure?.();
-      const now = Date.now();
+      const now = clock().now();
       firstFailure ??= now;
       const code = errorCode(error);
       const fail = (reason: PollingFailure, message: string) =>
@@ -94,8 +92,7 @@ export async function withRetries<T>(
           `The Bot API rejected the bot token (${code}); check the token you passed to the bot`,
         );
       }
-      conflictSince = code === 409 ? conflictSince ?? now : undefined;
-      if (conflictSince !== undefined && now - conflictSince >= maxConflictTime) {
+      if (code === 409 && conflicts.conflict(now) >= maxConflictTime) {
         throw fail(
           "conflict",
           `Another instance is polling getUpdates with this token (409 Conflict) for longer than maxConflictTime (${maxConflictTime} ms); stop the other instance or remove its webhook`,
@@ -110,7 +107,10 @@ export async function withRetries<T>(
         );
       }
       const retryAfter = code === 429 ? retryAfterSeconds(error) : undefined;
-      const wait = retryAfter !== undefined ? retryAfter * 1000 : jitter(pause, retryInterval);
+      const wait = Math.min(
+        MAX_DELAY,
+        retryAfter !== undefined ? retryAfter * 1000 : jitter(pause, retryInterval),
+      );
       context.onRetry(error, wait);
       await delay(wait, signal);
       if (signal.aborted) throw error;

@@ -14,16 +14,16 @@
  * @module
  */
 
-import { delay, Queue } from "./_async.ts";
-import { PollingError, type PollingFailure, type RetrySettings, withRetries } from "./_retry.ts";
+import { abortable, delay } from "./_async.ts";
+import { clock, MAX_DELAY } from "./_clock.ts";
+import { JournalWriter } from "./_journal_writer.ts";
+import { UpdateOffsets } from "./_offsets.ts";
+import { ConflictWatch, type RetrySettings, withRetries } from "./_retry.ts";
 import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
 import { describe, redactError } from "./_redact.ts";
 import { isFunction, numberInRange, oneOf, optionalObject } from "./_validate.ts";
+import type { UpdateJournal } from "./journal.ts";
 import type { SupplierStats, UpdateSupplier } from "./source.ts";
-
-export type { Report, Reporter };
-export { PollingError };
-export type { PollingFailure };
 
 /**
  * The members of a grammY `Bot` that the runner uses. Any grammY 1.x bot
@@ -71,30 +71,6 @@ export interface FetchOptions {
 /** When an update counts as confirmed to Telegram. */
 export type ConfirmMode = "fetched" | "handled";
 
-/** What a journal kept from the previous run. */
-export interface JournalState<Y> {
-  /** Updates stored and not finished, in `update_id` order: they run first. */
-  unfinished: Y[];
-  /** The highest update id ever stored (even if finished and removed), if any. */
-  lastId: number | undefined;
-}
-
-/**
- * A durable inbox: fetched updates are stored before the getUpdates call
- * that confirms them is sent, and removed once finished, so a crash loses
- * nothing. See `journal.ts` for the in-memory and Deno KV implementations.
- */
-export interface UpdateJournal<Y> {
-  /** Loads what the previous run left. Called once, before the first fetch. */
-  open(): Promise<JournalState<Y>>;
-  /** Stores a batch durably; it is confirmed to Telegram only after this resolves. */
-  store(updates: Y[]): Promise<void>;
-  /** Records that these updates finished (handled, failed or timed out). */
-  finish(updateIds: number[]): Promise<void>;
-  /** Drops what is no longer needed. Called at the end of every `stop()`. */
-  compact(): Promise<void>;
-}
-
 /**
  * How the runner fetches updates. (The name is kept from `@grammyjs/runner`.)
  */
@@ -110,16 +86,19 @@ export interface RunnerOptions<Y = { update_id: number }> {
   maxRetryTime?: number;
   /**
    * The pause before a retry: `"exponential"` (100 ms, doubling),
-   * `"quadratic"` (100 ms, growing by 100 ms), or a fixed number of ms.
-   * Growing pauses are capped at 30 s and jittered (50–100 %).
+   * `"quadratic"` (100 ms, growing by 100 ms), or a fixed number of ms (at
+   * most 2^31 − 1, what a timer can count). Growing pauses are capped at
+   * 30 s and jittered (50–100 %).
    *
    * @default {"exponential"}
    */
   retryInterval?: "exponential" | "quadratic" | number;
   /**
-   * How long getUpdates may answer 409 Conflict (another instance polls
-   * with this token, e.g. during a rolling deploy) before the run ends with
-   * a `PollingError`, in milliseconds.
+   * How long getUpdates may keep answering 409 Conflict (another instance
+   * polls with this token, e.g. during a rolling deploy) before the run ends
+   * with a `PollingError`, in milliseconds. The clock runs from the first
+   * 409 for as long as the next comes within this time of the last, even if
+   * polls succeed in between (two pollers take turns).
    *
    * @default {30_000}
    */
@@ -201,10 +180,11 @@ export function createUpdateSupplier<Y extends { update_id: number }, R>(
   bot: BotAdapter<Y, R>,
   options: RunnerOptions<Y> = {},
 ): BotUpdateSupplier<Y> {
-  const fetcher = new UpdateFetcher(bot, options, true);
+  const fetcher = new UpdateFetcher(bot, options, { tracking: true });
   return {
     supply: (batchSize, signal) => fetcher.fetch(batchSize, signal),
     confirm: (signal) => fetcher.confirm(signal),
+    willResend: (update) => fetcher.willResend(update),
     stats: () => fetcher.stats(),
     done: (updateId) => fetcher.done(updateId),
     offset: () => fetcher.nextOffset(),
@@ -252,7 +232,7 @@ export function createUpdateFetcher<Y extends { update_id: number }, R>(
       `Cannot create update fetcher as 'journal' needs to know which updates are done (use createUpdateSupplier or run): current value is a journal`,
     );
   }
-  const fetcher = new UpdateFetcher(bot, options, false);
+  const fetcher = new UpdateFetcher(bot, options, { tracking: false });
   return (batchSize, signal) => fetcher.fetch(batchSize, signal);
 }
 
@@ -264,83 +244,48 @@ class MalformedAnswer extends Error {
 /** The members of a bot that fetching uses. */
 type PollingBot<Y> = Pick<BotAdapter<Y, never>, "init" | "api" | "token">;
 
+/** What kind of call runs under the failure policy. */
+type CallKind = "getMe" | "getUpdates" | "journal";
+
+/** What each kind of call does, for reports and errors. */
+const CALLS: Record<CallKind, string> = {
+  getMe: "get the bot's info (getMe)",
+  getUpdates: "fetch updates (getUpdates)",
+  journal: "use the journal",
+};
+
+/** How often the confirming getUpdates at stop() is tried. */
+const CONFIRM_ATTEMPTS = 3;
+
 class UpdateFetcher<Y extends { update_id: number }> {
   readonly #bot: PollingBot<Y>;
-  readonly #fetch: FetchOptions;
-  readonly #retry: RetrySettings;
-  readonly #mode: ConfirmMode;
-  readonly #silent: boolean;
-  readonly #reporter: Reporter;
+  readonly #settings: FetcherSettings<Y>;
   readonly #tracking: boolean;
-  readonly #journal: UpdateJournal<Y> | undefined;
+  readonly #offsets = new UpdateOffsets();
+  readonly #conflicts: ConflictWatch;
+  readonly #writer: JournalWriter<Y> | undefined;
   /** Updates the journal kept from the previous run, still to be handed out. */
   #replay: Y[] | undefined;
-  #finished: number[] = [];
-  #finishTimer: ReturnType<typeof setTimeout> | undefined;
-  #finishing: Promise<void> = Promise.resolve();
-  #finishInFlight = false;
-
   #initialized = false;
-  /** The highest update id taken so far. */
-  #lastTaken = -1;
-  /** The offset of the last getUpdates that succeeded: all below is confirmed. */
-  #confirmedOffset = 0;
-  /** Ids taken and not yet done, in order (only when tracking). */
-  readonly #unfinished = new Queue<number>();
-  readonly #done = new Set<number>();
   /** Resolved when the watermark moves; made only while the fetcher waits for that. */
   #advanced: PromiseWithResolvers<void> | undefined;
   #calls = 0;
   #failures = 0;
   #lastSuccessAt: number | undefined;
 
-  constructor(bot: PollingBot<Y>, options: RunnerOptions<Y>, tracking: boolean) {
+  constructor(bot: PollingBot<Y>, options: RunnerOptions<Y>, { tracking }: { tracking: boolean }) {
     const subject = "Cannot create update fetcher";
     if (typeof bot !== "object" || bot === null || typeof bot.api?.getUpdates !== "function") {
       throw new TypeError(`${subject} as 'bot' must have api.getUpdates`);
     }
-    optionalObject(subject, "options", options);
-    const {
-      fetch = {},
-      maxRetryTime = 15 * 60 * 60 * 1000,
-      retryInterval = "exponential",
-      maxConflictTime = 30_000,
-      confirm = "fetched",
-      silent = false,
-      reporter = defaultReporter,
-      journal,
-    } = options;
-    optionalObject(subject, "fetch", fetch);
-    if (fetch.timeout !== undefined) numberInRange(subject, "fetch.timeout", fetch.timeout, 0);
-    if (fetch.allowed_updates !== undefined && !Array.isArray(fetch.allowed_updates)) {
-      throw new TypeError(
-        `${subject} as 'fetch.allowed_updates' must be an array: current value is ${
-          String(fetch.allowed_updates)
-        }`,
-      );
-    }
-    numberInRange(subject, "maxRetryTime", maxRetryTime, 0);
-    if (typeof retryInterval === "number") {
-      numberInRange(subject, "retryInterval", retryInterval, 0);
-    } else oneOf(subject, "retryInterval", retryInterval, ["exponential", "quadratic"]);
-    numberInRange(subject, "maxConflictTime", maxConflictTime, 0);
-    oneOf(subject, "confirm", confirm, ["fetched", "handled"]);
-    oneOf(subject, "silent", silent, [true, false]);
-    isFunction(subject, "reporter", reporter);
-    if (journal !== undefined) {
-      for (const method of ["open", "store", "finish", "compact"] as const) {
-        isFunction(subject, `journal.${method}`, journal[method]);
-      }
-    }
-
+    this.#settings = settingsOf(subject, options);
     this.#bot = bot;
-    this.#fetch = fetch;
-    this.#retry = { maxRetryTime, retryInterval, maxConflictTime };
-    this.#mode = confirm;
-    this.#silent = silent;
-    this.#reporter = reporter;
     this.#tracking = tracking;
-    this.#journal = journal;
+    this.#conflicts = new ConflictWatch(this.#settings.retry.maxConflictTime);
+    const { journal } = this.#settings;
+    this.#writer = journal === undefined
+      ? undefined
+      : new JournalWriter(journal, (message, error) => this.#report("journal", message, error));
   }
 
   stats(): SupplierStats {
@@ -349,68 +294,64 @@ class UpdateFetcher<Y extends { update_id: number }> {
 
   /** The offset the next getUpdates sends. */
   nextOffset(): number {
-    if (this.#lastTaken < 0) return 0;
+    const { lastTaken } = this.#offsets;
+    if (lastTaken < 0) return 0;
     // With a journal, everything taken is stored: confirming it is safe.
-    if (this.#mode === "handled" && this.#journal === undefined) return this.#watermark();
-    return this.#lastTaken + 1;
+    return this.#holdsOffset() ? this.#offsets.watermark() : lastTaken + 1;
   }
 
-  /** The lowest update id taken and not done, or the next id if all are done. */
-  #watermark(): number {
-    return this.#unfinished.peek() ?? this.#lastTaken + 1;
+  /** Whether the offset waits for the oldest unfinished update ("handled" without a journal). */
+  #holdsOffset(): boolean {
+    return this.#settings.confirm === "handled" && this.#writer === undefined;
+  }
+
+  /** Whether `update`, if it does not finish, comes again after a restart. */
+  willResend(update: Y): boolean {
+    return this.#writer !== undefined || this.#offsets.isUnconfirmed(update.update_id);
   }
 
   done(updateId: number): void {
     if (!this.#tracking) return;
-    if (this.#journal !== undefined) this.#recordFinished(updateId);
-    this.#done.add(updateId);
-    let moved = false;
-    for (
-      let id = this.#unfinished.peek();
-      id !== undefined && this.#done.has(id);
-      id = this.#unfinished.peek()
-    ) {
-      this.#unfinished.shift();
-      this.#done.delete(id);
-      moved = true;
-    }
-    if (moved) {
+    this.#writer?.finished(updateId);
+    if (this.#offsets.finish(updateId)) {
       this.#advanced?.resolve();
       this.#advanced = undefined;
     }
   }
 
   async fetch(batchSize: number, signal: AbortSignal): Promise<Y[]> {
+    const pace = Math.max(1, Math.min(100, Math.floor(batchSize) || 1));
     if (!this.#initialized && this.#bot.init !== undefined) {
       await this.#call("getMe", () => this.#bot.init!(), signal);
     }
     this.#initialized = true;
-    if (this.#journal !== undefined && this.#replay === undefined) await this.#openJournal(signal);
-    if (this.#replay !== undefined && this.#replay.length > 0) {
-      return this.#replay.splice(0, Math.max(1, Math.min(100, Math.floor(batchSize) || 1)));
-    }
+    if (this.#writer !== undefined && this.#replay === undefined) await this.#openJournal(signal);
+    if (this.#replay !== undefined && this.#replay.length > 0) return this.#replay.splice(0, pace);
     while (true) {
-      const args = {
-        ...this.#fetch,
-        timeout: this.#fetch.timeout ?? 30,
-        offset: this.nextOffset(),
-        limit: this.#limit(batchSize),
-      };
+      const offset = this.nextOffset();
+      const args = { ...this.#settings.fetch, offset, limit: this.#limit(pace) };
+      this.#offsets.send(offset);
       const answer = await this.#call("getUpdates", () => this.#getUpdates(args, signal), signal);
-      this.#confirmedOffset = Math.max(this.#confirmedOffset, args.offset);
-      const fresh = answer.filter((update) => update.update_id > this.#lastTaken);
-      if (fresh.length > 0 || answer.length === 0) {
-        const journal = this.#journal;
-        if (journal !== undefined && fresh.length > 0) {
-          await this.#call("journal", () => journal.store(fresh), signal);
+      this.#offsets.confirm(offset);
+      const selected = this.#offsets.select(answer, offset);
+      if (selected.restartedAt !== undefined) {
+        this.#report(
+          "getUpdates",
+          `Update ids went backwards (${selected.restartedAt} after ${this.#offsets.lastTaken}): Telegram started a new sequence, taking it from there`,
+        );
+      }
+      if (selected.fresh.length > 0 || answer.length === 0) {
+        const journal = this.#settings.journal;
+        if (journal !== undefined && selected.fresh.length > 0) {
+          await this.#call("journal", () => journal.store(selected.fresh), signal);
         }
-        this.#take(fresh);
-        return fresh;
+        this.#offsets.take(selected);
+        return selected.fresh;
       }
       // Only updates that are running or done came back (the "handled" mode
       // holds the offset at the oldest unfinished one). If the offset moved
       // meanwhile, ask again at once; else wait until it moves.
-      if (this.nextOffset() > args.offset) continue;
+      if (this.nextOffset() > offset) continue;
       const woken = new AbortController();
       this.#advanced ??= Promise.withResolvers<void>();
       await Promise.race([
@@ -423,107 +364,49 @@ class UpdateFetcher<Y extends { update_id: number }> {
   }
 
   /**
-   * getUpdates' limit: the pace, plus, in "handled" mode, the updates past
-   * the offset that were taken already (Telegram sends them again, and they
-   * would crowd out new ones), at most 100.
+   * getUpdates' limit: the pace, plus, when the offset waits for the oldest
+   * unfinished update, the updates past it that were taken already
+   * (Telegram sends them again, and they would crowd out new ones), at most 100.
    */
-  #limit(batchSize: number): number {
-    const pace = Math.max(1, Math.floor(batchSize) || 1);
-    const again = this.#mode === "handled" && this.#journal === undefined
-      ? this.#unfinished.length
-      : 0;
+  #limit(pace: number): number {
+    const again = this.#holdsOffset() ? this.#offsets.takenAboveWatermark() : 0;
     return Math.min(100, pace + again);
-  }
-
-  #take(updates: Y[]): void {
-    for (const update of updates) {
-      this.#lastTaken = update.update_id;
-      if (this.#tracking) this.#unfinished.push(update.update_id);
-    }
   }
 
   /** Loads the journal: unfinished updates go first, ids up to its last one count as taken. */
   async #openJournal(signal: AbortSignal): Promise<void> {
-    const journal = this.#journal!;
+    const journal = this.#settings.journal!;
     const state = await this.#call("journal", () => journal.open(), signal);
-    const replay = state.unfinished
-      .filter((update) =>
-        Number.isSafeInteger(update?.update_id) && update.update_id > this.#lastTaken
-      )
-      .toSorted((a, b) => a.update_id - b.update_id);
-    this.#take(replay);
-    if (state.lastId !== undefined && state.lastId > this.#lastTaken) {
-      this.#lastTaken = state.lastId;
-    }
-    this.#replay = replay;
-  }
-
-  /** Collects finished ids and writes them to the journal in small batches. */
-  #recordFinished(updateId: number): void {
-    this.#finished.push(updateId);
-    if (this.#finishInFlight) return; // the write in flight takes these along when it ends
-    if (this.#finished.length >= 100) void this.#flushFinished();
-    else this.#finishTimer ??= setTimeout(() => void this.#flushFinished(), 10);
+    const kept = state.unfinished.filter((update) => Number.isSafeInteger(update?.update_id));
+    this.#replay = this.#offsets.resume(kept, state.lastId);
   }
 
   /**
-   * Writes the collected ids with one `finish` call. While one is in flight,
-   * ids keep collecting and go out together when it ends, so a slow journal
-   * gets fewer, larger writes instead of a growing queue.
+   * Records what finished in the journal, then confirms every finished
+   * update with one last getUpdates. Gives up when `signal` aborts (the
+   * stop's deadline), reporting what stays unconfirmed: it comes again.
    */
-  #flushFinished(): Promise<void> {
-    clearTimeout(this.#finishTimer);
-    this.#finishTimer = undefined;
-    if (this.#finishInFlight || this.#finished.length === 0) return this.#finishing;
-    const ids = this.#finished;
-    this.#finished = [];
-    this.#finishInFlight = true;
-    this.#finishing = this.#journal!.finish(ids)
-      .catch((error) =>
-        this.#report(
-          "journal",
-          `Could not record ${ids.length} finished updates in the journal (they may run again after a crash): ${
-            this.#describe(error)
-          }`,
-          error,
-        )
-      )
-      .then(() => {
-        this.#finishInFlight = false;
-        if (this.#finished.length > 0) return this.#flushFinished();
-      });
-    return this.#finishing;
-  }
-
-  /** Confirms every finished update with one last getUpdates. */
   async confirm(signal?: AbortSignal): Promise<void> {
-    if (this.#journal !== undefined) {
-      await this.#flushFinished();
-      try {
-        await this.#journal.compact();
-      } catch (error) {
-        safeReport(this.#reporter, {
-          source: "journal",
-          message: `Could not compact the journal: ${this.#describe(error)}`,
-          error,
-        });
-      }
+    if (this.#writer !== undefined) {
+      await this.#writer.drain(signal);
+      await this.#writer.compact(signal);
     }
-    const offset = this.#tracking ? this.#watermark() : this.#lastTaken + 1;
-    if (this.#lastTaken < 0 || offset <= this.#confirmedOffset) return;
-    for (let attempt = 1; attempt <= 3; attempt++) {
+    const offset = this.#tracking ? this.#offsets.watermark() : this.#offsets.lastTaken + 1;
+    if (this.#offsets.lastTaken < 0 || offset <= this.#offsets.confirmed) return;
+    this.#offsets.send(offset);
+    for (let attempt = 1; attempt <= CONFIRM_ATTEMPTS && !signal?.aborted; attempt++) {
       try {
         await this.#bot.api.getUpdates(
           { offset, limit: 1, timeout: 0 },
           (signal ?? new AbortController().signal) as never,
         );
-        this.#confirmedOffset = offset;
+        this.#offsets.confirm(offset);
         return;
       } catch (error) {
-        if (signal?.aborted) return;
+        if (signal?.aborted) break;
         this.#report(
           "getUpdates",
-          `Could not confirm updates below ${offset} (attempt ${attempt} of 3): ${
+          `Could not confirm updates below ${offset} (attempt ${attempt} of ${CONFIRM_ATTEMPTS}): ${
             this.#describe(error)
           }`,
           error,
@@ -531,6 +414,10 @@ class UpdateFetcher<Y extends { update_id: number }> {
         await delay(100 * attempt, signal);
       }
     }
+    this.#report(
+      "getUpdates",
+      `Could not confirm updates below ${offset} before the stop ended: Telegram sends those handled since the last poll again`,
+    );
   }
 
   async #getUpdates(args: Parameters<PollingBot<Y>["api"]["getUpdates"]>[0], signal: AbortSignal) {
@@ -547,11 +434,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
   }
 
   /** Runs `call` under the failure policy (see `_retry.ts`), counting polls. */
-  #call<T>(
-    kind: "getMe" | "getUpdates" | "journal",
-    call: () => Promise<T>,
-    signal: AbortSignal,
-  ): Promise<T> {
+  #call<T>(kind: CallKind, call: () => Promise<T>, signal: AbortSignal): Promise<T> {
     const polling = kind === "getUpdates";
     const what = CALLS[kind];
     return withRetries(
@@ -560,13 +443,14 @@ class UpdateFetcher<Y extends { update_id: number }> {
         // grammY's init() takes no signal: stop() must not wait for it. A
         // journal write is not abandoned: once stored, the batch is taken.
         const result = await (kind === "getMe" ? abortable(call(), signal) : call());
-        if (polling) this.#lastSuccessAt = Date.now();
+        if (polling) this.#lastSuccessAt = clock().now();
         return result;
       },
-      this.#retry,
+      this.#settings.retry,
       {
         what,
         signal,
+        ...(kind === "journal" ? {} : { conflicts: this.#conflicts }),
         // A journal that rejects its own input will not change its mind.
         isFinal: (error) =>
           kind === "journal" && (error instanceof TypeError || error instanceof RangeError),
@@ -577,7 +461,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
             `Could not ${what}, retrying in ${Math.round(pause)} ms: ${this.#describe(error)}`,
             error,
           ),
-        redact: (error) => this.#redact(error),
+        redact: (error) => redactError(error, this.#bot.token),
         describe: (error) => this.#describe(error),
       },
     );
@@ -587,33 +471,69 @@ class UpdateFetcher<Y extends { update_id: number }> {
     return describe(error, this.#bot.token);
   }
 
-  #redact(error: unknown): Error {
-    return redactError(error, this.#bot.token);
-  }
-
-  #report(source: "getUpdates" | "journal", message: string, error: unknown): void {
-    if (this.#silent && source === "getUpdates" && this.#reporter === defaultReporter) return;
-    const report: Report = { source, message, error: this.#redact(error) };
-    safeReport(this.#reporter, report);
+  #report(source: "getUpdates" | "journal", message: string, error?: unknown): void {
+    const { silent, reporter } = this.#settings;
+    if (silent && source === "getUpdates" && reporter === defaultReporter) return;
+    const report: Report = {
+      source,
+      message: this.#describe(message),
+      ...(error === undefined ? {} : { error: redactError(error, this.#bot.token) }),
+    };
+    safeReport(reporter, report);
   }
 }
 
-/** What each kind of call does, for reports and errors. */
-const CALLS = {
-  getMe: "get the bot's info (getMe)",
-  getUpdates: "fetch updates (getUpdates)",
-  journal: "use the journal",
-} as const;
+/** The options of a fetcher, checked, with their defaults. */
+interface FetcherSettings<Y> {
+  fetch: FetchOptions & { timeout: number };
+  retry: RetrySettings;
+  confirm: ConfirmMode;
+  silent: boolean;
+  reporter: Reporter;
+  journal: UpdateJournal<Y> | undefined;
+}
 
-/** Settles like `promise`, or rejects as soon as `signal` aborts (the promise is then ignored). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => {});
-    return Promise.reject(signal.reason);
+/** Checks the options (throwing for bad ones) and fills in the defaults. */
+function settingsOf<Y>(subject: string, options: RunnerOptions<Y>): FetcherSettings<Y> {
+  optionalObject(subject, "options", options);
+  const {
+    fetch = {},
+    maxRetryTime = 15 * 60 * 60 * 1000,
+    retryInterval = "exponential",
+    maxConflictTime = 30_000,
+    confirm = "fetched",
+    silent = false,
+    reporter = defaultReporter,
+    journal,
+  } = options;
+  optionalObject(subject, "fetch", fetch);
+  if (fetch.timeout !== undefined) numberInRange(subject, "fetch.timeout", fetch.timeout, 0);
+  if (fetch.allowed_updates !== undefined && !Array.isArray(fetch.allowed_updates)) {
+    throw new TypeError(
+      `${subject} as 'fetch.allowed_updates' must be an array: current value is ${
+        String(fetch.allowed_updates)
+      }`,
+    );
   }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
+  numberInRange(subject, "maxRetryTime", maxRetryTime, 0);
+  if (typeof retryInterval === "number") {
+    numberInRange(subject, "retryInterval", retryInterval, 0, MAX_DELAY);
+  } else oneOf(subject, "retryInterval", retryInterval, ["exponential", "quadratic"]);
+  numberInRange(subject, "maxConflictTime", maxConflictTime, 0);
+  oneOf(subject, "confirm", confirm, ["fetched", "handled"]);
+  oneOf(subject, "silent", silent, [true, false]);
+  isFunction(subject, "reporter", reporter);
+  if (journal !== undefined) {
+    for (const method of ["open", "store", "finish", "compact"] as const) {
+      isFunction(subject, `journal.${method}`, journal[method]);
+    }
+  }
+  return {
+    fetch: { ...fetch, timeout: fetch.timeout ?? 30 },
+    retry: { maxRetryTime, retryInterval, maxConflictTime },
+    confirm,
+    silent,
+    reporter,
+    journal,
+  };
 }

@@ -25,11 +25,34 @@
  */
 
 import type { Update } from "grammy/types";
-import type { JournalState, UpdateJournal } from "./fetcher.ts";
 import { defaultReporter, safeReport } from "./_report.ts";
 import { isFunction, optionalObject, show } from "./_validate.ts";
 
-export type { JournalState, UpdateJournal };
+/** What a journal kept from the previous run. */
+export interface JournalState<Y> {
+  /** Updates stored and not finished, in `update_id` order: they run first. */
+  unfinished: Y[];
+  /** The highest update id ever stored (even if finished and removed), if any. */
+  lastId: number | undefined;
+}
+
+/**
+ * A durable inbox: fetched updates are stored before the getUpdates call
+ * that confirms them is sent, and removed once finished, so a crash loses
+ * nothing. `memoryJournal` and `kvJournal` implement it; any storage can.
+ * The runner calls one method at a time per kind of call, and retries a
+ * failed `store` (a batch is taken only once it is stored) and `finish`.
+ */
+export interface UpdateJournal<Y> {
+  /** Loads what the previous run left. Called once, before the first fetch. */
+  open(): Promise<JournalState<Y>>;
+  /** Stores a batch durably; it is confirmed to Telegram only after this resolves. */
+  store(updates: Y[]): Promise<void>;
+  /** Records that these updates finished (handled, failed or timed out). */
+  finish(updateIds: number[]): Promise<void>;
+  /** Drops what is no longer needed. Called at the end of every `stop()`. */
+  compact(): Promise<void>;
+}
 
 /**
  * A Telegram update as grammY types it: what a journal holds unless told

@@ -29,16 +29,10 @@ import { createSource, type SourceOptions } from "./source.ts";
 export { sequentialize } from "./sequentialize.ts";
 export type { Constraint } from "./sequentialize.ts";
 export type { RunnerHandle, RunnerStats, StopOptions, StopResult } from "./runner.ts";
-export { PollingError } from "./fetcher.ts";
-export type {
-  BotAdapter,
-  ConfirmMode,
-  FetchOptions,
-  JournalState,
-  PollingFailure,
-  RunnerOptions,
-  UpdateJournal,
-} from "./fetcher.ts";
+export { PollingError } from "./errors.ts";
+export type { PollingFailure } from "./errors.ts";
+export type { BotAdapter, ConfirmMode, FetchOptions, RunnerOptions } from "./fetcher.ts";
+export type { JournalState, UpdateJournal } from "./journal.ts";
 export type { Report, Reporter };
 
 // Building blocks

@@ -18,27 +18,53 @@
  * @module
  */
 
-import { delay } from "./_async.ts";
+import { delay, settlesBefore } from "./_async.ts";
+import { clock, startTimer, stopTimer, type TimerId } from "./_clock.ts";
 import type { SinkStats, UpdateSink } from "./sink.ts";
+import type { UpdateSource } from "./source.ts";
 
 export type { SinkStats };
-import type { UpdateSource } from "./source.ts";
 
 /** Options of `stop()`. */
 export interface StopOptions {
   /**
    * Resolve after this many milliseconds at the latest, even if updates are
-   * still running; they are listed in the result.
+   * still running or waiting; they are listed in the result. The deadline
+   * bounds the whole stop: the drain gets all but a reserve (a tenth of the
+   * time, at most 1 s) in which the runner confirms to Telegram and records
+   * finished updates in the journal. `Infinity`, or more than a timer can
+   * count (2^31 − 1 ms), means no deadline. A later `stop({ timeout })`
+   * during a stop can bring the deadline forward, never push it back.
    *
    * @default {undefined} (wait for every update)
    */
   timeout?: number;
 }
 
-/** What `stop()` resolves with. */
+/**
+ * What `stop()` resolves with: after a full drain, three empty lists. When
+ * the deadline passed first, what was not finished, split by what happens
+ * to it once the process exits.
+ */
 export interface StopResult<Y> {
-  /** Updates still unfinished when the stop deadline passed (empty after a full drain). */
+  /**
+   * Updates not finished at the deadline (running, or waiting for a slot or
+   * their key), in the order they were taken. Their middleware may still
+   * be running when `stop()` resolves.
+   */
   unfinished: Y[];
+  /**
+   * Of `unfinished`, those that no one will deliver again: Telegram forgot
+   * them (the default `"fetched"` mode confirms a batch with the next poll)
+   * and no journal keeps them. Log or persist them before the process exits,
+   * or they are lost.
+   */
+  lost: Y[];
+  /**
+   * Of `unfinished`, those that come again on the next start: Telegram still
+   * holds them (`"handled"` mode, or not confirmed yet) or the journal does.
+   */
+  redelivered: Y[];
 }
 
 /**
@@ -66,7 +92,12 @@ export interface RunnerHandle<Y = unknown> {
   /**
    * Stops fetching (aborting the pending long poll), waits for every update
    * already taken to finish, confirms them, and resolves. Calling it again
-   * returns the same promise; calling it when not running resolves at once.
+   * returns the same promise (a `timeout` given then can only bring the
+   * deadline forward); calling it when not running resolves at once. It
+   * rejects with a `RangeError` for a bad `timeout`.
+   *
+   * Do not `await` it inside a handler of the same bot: it waits for every
+   * update, that one included. Call `void handle.stop()` there instead.
    */
   stop: (options?: StopOptions) => Promise<StopResult<Y>>;
   /** Updates taken and not finished. */
@@ -130,6 +161,8 @@ class Runner<Y> {
   #pulling: Promise<void> = Promise.resolve();
   #task: PromiseWithResolvers<void> | undefined;
   #stopping: Promise<StopResult<Y>> | undefined;
+  /** The deadline of the stop in progress, if it has one. */
+  #deadline: Deadline | undefined;
   #restart = false;
 
   constructor(source: UpdateSource<Y>, sink: UpdateSink<Y>) {
@@ -160,19 +193,26 @@ class Runner<Y> {
   }
 
   stop(options: StopOptions = {}): Promise<StopResult<Y>> {
-    const { timeout } = options;
+    const timeout = options?.timeout;
     if (
       timeout !== undefined && (typeof timeout !== "number" || Number.isNaN(timeout) || timeout < 0)
     ) {
-      throw new RangeError(
-        `Cannot stop runner as 'timeout' must be a number of at least 0: current value is ${
-          String(timeout)
-        }`,
+      return Promise.reject(
+        new RangeError(
+          `Cannot stop runner as 'timeout' must be a number of at least 0: current value is ${
+            String(timeout)
+          }`,
+        ),
       );
     }
     this.#restart = false;
-    if (this.#stopping !== undefined) return this.#stopping;
-    if (this.#state === "idle") return Promise.resolve({ unfinished: [] });
+    if (this.#stopping !== undefined) {
+      if (timeout !== undefined) this.#deadline?.tighten(timeout);
+      return this.#stopping;
+    }
+    if (this.#state === "idle") {
+      return Promise.resolve({ unfinished: [], lost: [], redelivered: [] });
+    }
     return this.#end(timeout, undefined);
   }
 
@@ -201,7 +241,7 @@ class Runner<Y> {
       getUpdatesCalls: source?.calls ?? 0,
       getUpdatesFailures: source?.failures ?? 0,
       lastPollAt: source?.lastSuccessAt,
-      lag: oldest === undefined ? 0 : Date.now() - oldest,
+      lag: oldest === undefined ? 0 : clock().now() - oldest,
     };
   }
 
@@ -235,7 +275,13 @@ class Runner<Y> {
     this.#state = "stopping";
     this.#epoch++;
     this.#source.close();
-    this.#stopping = this.#drain(timeout, fatal === undefined)
+    const deadline = this.#deadline = new Deadline();
+    if (timeout !== undefined) deadline.tighten(timeout);
+    this.#stopping = this.#drain(deadline, fatal === undefined)
+      .finally(() => {
+        deadline.clear();
+        this.#deadline = undefined;
+      })
       .then((result) => {
         this.#state = "idle";
         if (fatal === undefined) this.#task?.resolve();
@@ -252,28 +298,60 @@ class Runner<Y> {
     return this.#stopping;
   }
 
-  async #drain(timeout: number | undefined, confirm: boolean): Promise<StopResult<Y>> {
-    const drained = this.#pulling.then(() => this.#idle());
-    let unfinished: Y[] = [];
-    if (timeout === undefined) {
-      await drained;
-    } else {
-      const deadline = new AbortController();
-      const inTime = await Promise.race([
-        drained.then(() => true),
-        delay(timeout, deadline.signal).then(() => false),
-      ]);
-      deadline.abort();
-      if (!inTime) unfinished = this.#sink.snapshot();
+  /**
+   * Waits for the sink (until the drain part of the deadline), confirms what
+   * finished (not after a fatal error) and closes what the sink adopted,
+   * each only until the deadline.
+   */
+  async #drain(deadline: Deadline, confirm: boolean): Promise<StopResult<Y>> {
+    const { signal } = deadline.end;
+    const drained = this.#pulling.then(() => this.#idle(deadline.drain.signal));
+    const inTime = await settlesBefore(drained, deadline.drain.signal);
+    const unfinished = inTime ? [] : this.#sink.snapshot();
+    const confirming = confirm ? this.#source.confirm?.(signal) : undefined;
+    if (confirming !== undefined) await settlesBefore(confirming, signal);
+    const closing = this.#sink.close?.();
+    if (closing !== undefined) await settlesBefore(closing, signal);
+    const lost: Y[] = [];
+    const redelivered: Y[] = [];
+    for (const update of unfinished) {
+      (this.#source.willResend?.(update) ? redelivered : lost).push(update);
     }
-    if (confirm) await this.#source.confirm?.();
-    await this.#sink.close?.();
-    return { unfinished };
+    return { unfinished, lost, redelivered };
   }
 
-  /** Resolves once the sink has nothing running. */
-  async #idle(): Promise<void> {
+  /** Resolves once the sink has nothing running (or, for a sink without `idle`, `signal` aborts). */
+  async #idle(signal: AbortSignal): Promise<void> {
     if (this.#sink.idle !== undefined) return await this.#sink.idle();
-    while (this.#sink.size() > 0) await delay(10);
+    while (this.#sink.size() > 0 && !signal.aborted) await delay(10, signal);
+  }
+}
+
+/**
+ * The deadline of a stop: `drain` aborts when the wait for the sink must
+ * end, `end` when the whole stop must. Without a timeout neither aborts.
+ */
+class Deadline {
+  readonly drain = new AbortController();
+  readonly end = new AbortController();
+  #at = Infinity;
+  #timers: (TimerId | undefined)[] = [];
+
+  /** Brings the deadline forward to `timeout` ms from now (never back). */
+  tighten(timeout: number): void {
+    const at = clock().now() + timeout;
+    if (!(at < this.#at)) return;
+    this.#at = at;
+    this.clear();
+    const reserve = Math.min(timeout / 10, 1_000);
+    this.#timers = [
+      startTimer(() => this.drain.abort(), timeout - reserve),
+      startTimer(() => this.end.abort(), timeout),
+    ];
+  }
+
+  clear(): void {
+    for (const timer of this.#timers) stopTimer(timer);
+    this.#timers = [];
   }
 }

@@ -44,6 +44,12 @@ export interface UpdateSupplier<Y> {
    * calls it once at the end of `stop()`, after the sink drained.
    */
   confirm?: (signal?: AbortSignal) => Promise<void>;
+  /**
+   * Whether `update`, if it never finishes, is supplied again after a
+   * restart (for getUpdates: it is not confirmed yet, or a journal keeps
+   * it). `stop()` uses it to tell which unfinished updates are lost.
+   */
+  willResend?: (update: Y) => boolean;
   /** Counters for `RunnerHandle.stats()`. */
   stats?: () => SupplierStats;
 }
@@ -63,6 +69,8 @@ export interface UpdateSource<Y> {
   close: () => void;
   /** Forwards to the supplier's `confirm`, if it has one. */
   confirm?: (signal?: AbortSignal) => Promise<void>;
+  /** Forwards to the supplier's `willResend`; `false` if it has none. */
+  willResend?: (update: Y) => boolean;
   /** Forwards to the supplier's `stats`, if it has one. */
   stats?: () => SupplierStats | undefined;
 }
@@ -168,6 +176,7 @@ export function createSource<Y>(
       pacer.reset();
     },
     confirm: (signal) => supplier.confirm?.(signal) ?? Promise.resolve(),
+    willResend: (update) => supplier.willResend?.(update) ?? false,
     stats: () => supplier.stats?.(),
   };
 }

@@ -56,7 +56,7 @@ Deno.test("stop() during a fatal drain, then a restart from task().catch, can be
   const stopped = runner.stop();
   const restarted = task.catch(() => runner.start());
   work.open();
-  assert.deepEqual(await stopped, { unfinished: [] });
+  assert.deepEqual(await stopped, { unfinished: [], lost: [], redelivered: [] });
   await restarted;
   await flush();
   assert.ok(runner.isRunning());
