@@ -24,8 +24,9 @@ export class JournalWriter<Y> {
   /** Ids finished and not yet recorded (failed writes put theirs back). */
   #waiting: number[] = [];
   #timer: TimerId | undefined;
-  /** The write in flight, if any. */
+  /** The write in flight, if any, and the ids it writes. */
   #writing: Promise<void> | undefined;
+  #writingIds: number[] = [];
   /** Whether the last write failed: the next waits `RETRY_DELAY`. */
   #failing = false;
   /** Set by `drain()` until the next `finished()`: no timer may outlive a stop. */
@@ -38,7 +39,7 @@ export class JournalWriter<Y> {
 
   /** How many finished ids are not recorded yet. */
   get unrecorded(): number {
-    return this.#waiting.length;
+    return this.#waiting.length + this.#writingIds.length;
   }
 
   /** Records, soon, that `updateId` finished. */
@@ -73,7 +74,7 @@ export class JournalWriter<Y> {
     }
     stopTimer(this.#timer);
     this.#timer = undefined;
-    const left = this.#waiting.length;
+    const left = this.unrecorded;
     if (left > 0) {
       this.#report(
         `Could not record ${left} finished updates in the journal before the stop ended: they run again after a restart`,
@@ -107,7 +108,7 @@ export class JournalWriter<Y> {
     this.#timer = undefined;
     if (this.#writing !== undefined) return this.#writing;
     if (this.#waiting.length === 0) return Promise.resolve();
-    const ids = this.#waiting;
+    const ids = this.#writingIds = this.#waiting;
     this.#waiting = [];
     this.#writing = call(() => this.#journal.finish(ids)).then(
       () => {
@@ -125,6 +126,7 @@ export class JournalWriter<Y> {
       },
     ).finally(() => {
       this.#writing = undefined;
+      this.#writingIds = [];
       if (this.#waiting.length > 0) this.#schedule();
     });
     return this.#writing;

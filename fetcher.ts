@@ -15,7 +15,7 @@
  */
 
 import { abortable, delay } from "./_async.ts";
-import { clock, MAX_DELAY } from "./_clock.ts";
+import { clock, MAX_DELAY, startTimer, stopTimer } from "./_clock.ts";
 import { JournalWriter } from "./_journal_writer.ts";
 import { UpdateOffsets } from "./_offsets.ts";
 import { ConflictWatch, type RetrySettings, withRetries } from "./_retry.ts";
@@ -30,8 +30,12 @@ import type { SupplierStats, UpdateSupplier } from "./source.ts";
  * (npm or deno.land) fits.
  */
 export interface BotAdapter<Y, R> {
-  /** Fetches the bot's info once before the first update (grammY's `bot.init`). */
-  init?: () => Promise<void>;
+  /**
+   * Fetches the bot's info once before the first update (grammY's
+   * `bot.init`). The runner passes a standard `AbortSignal` (typed `never`
+   * for the same reason as in `getUpdates`).
+   */
+  init?: (signal?: never) => Promise<void>;
   /** Runs the middleware on one update. */
   handleUpdate: (update: Y) => Promise<void>;
   /** Gets middleware errors (what `bot.catch` sets). */
@@ -103,6 +107,17 @@ export interface RunnerOptions<Y = { update_id: number }> {
    * @default {30_000}
    */
   maxConflictTime?: number;
+  /**
+   * How long a Bot API call may stay silent past the time it may take (for
+   * getUpdates: the long poll's `fetch.timeout`; for getMe and the
+   * confirming call at `stop()`: none) before it is aborted and retried like
+   * a network failure, in milliseconds. A connection that went silent (a
+   * network black hole) costs at most this, not grammY's 500 s client
+   * timeout.
+   *
+   * @default {10_000}
+   */
+  stallGrace?: number;
   /**
    * `"fetched"`: the next getUpdates confirms a batch as soon as it was
    * taken (fastest; a crash loses what was in flight, a `stop()` does not).
@@ -241,6 +256,11 @@ class MalformedAnswer extends Error {
   override name = "MalformedAnswer";
 }
 
+/** A Bot API call that got no answer in time (a connection that went silent). */
+class StalledCall extends Error {
+  override name = "StalledCall";
+}
+
 /** The members of a bot that fetching uses. */
 type PollingBot<Y> = Pick<BotAdapter<Y, never>, "init" | "api" | "token">;
 
@@ -248,10 +268,11 @@ type PollingBot<Y> = Pick<BotAdapter<Y, never>, "init" | "api" | "token">;
 type CallKind = "getMe" | "getUpdates" | "journal";
 
 /** What each kind of call does, for reports and errors. */
-const CALLS: Record<CallKind, string> = {
+const CALLS: Record<CallKind | "confirm", string> = {
   getMe: "get the bot's info (getMe)",
   getUpdates: "fetch updates (getUpdates)",
   journal: "use the journal",
+  confirm: "confirm updates (getUpdates)",
 };
 
 /** How often the confirming getUpdates at stop() is tried. */
@@ -322,7 +343,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
   async fetch(batchSize: number, signal: AbortSignal): Promise<Y[]> {
     const pace = Math.max(1, Math.min(100, Math.floor(batchSize) || 1));
     if (!this.#initialized && this.#bot.init !== undefined) {
-      await this.#call("getMe", () => this.#bot.init!(), signal);
+      await this.#call("getMe", (attempt) => this.#bot.init!(attempt as never), signal);
     }
     this.#initialized = true;
     if (this.#writer !== undefined && this.#replay === undefined) await this.#openJournal(signal);
@@ -331,7 +352,11 @@ class UpdateFetcher<Y extends { update_id: number }> {
       const offset = this.nextOffset();
       const args = { ...this.#settings.fetch, offset, limit: this.#limit(pace) };
       this.#offsets.send(offset);
-      const answer = await this.#call("getUpdates", () => this.#getUpdates(args, signal), signal);
+      const answer = await this.#call(
+        "getUpdates",
+        (attempt) => this.#getUpdates(args, attempt),
+        signal,
+      );
       this.#offsets.confirm(offset);
       const selected = this.#offsets.select(answer, offset);
       if (selected.restartedAt !== undefined) {
@@ -395,10 +420,10 @@ class UpdateFetcher<Y extends { update_id: number }> {
     if (this.#offsets.lastTaken < 0 || offset <= this.#offsets.confirmed) return;
     this.#offsets.send(offset);
     for (let attempt = 1; attempt <= CONFIRM_ATTEMPTS && !signal?.aborted; attempt++) {
+      const call = this.#watch("confirm", signal);
       try {
-        await this.#bot.api.getUpdates(
-          { offset, limit: 1, timeout: 0 },
-          (signal ?? new AbortController().signal) as never,
+        await call.stalling(
+          this.#bot.api.getUpdates({ offset, limit: 1, timeout: 0 }, call.signal as never),
         );
         this.#offsets.confirm(offset);
         return;
@@ -412,11 +437,15 @@ class UpdateFetcher<Y extends { update_id: number }> {
           error,
         );
         await delay(100 * attempt, signal);
+      } finally {
+        call.clear();
       }
     }
     this.#report(
       "getUpdates",
-      `Could not confirm updates below ${offset} before the stop ended: Telegram sends those handled since the last poll again`,
+      `Could not confirm updates below ${offset} ${
+        signal?.aborted ? "before the stop ended" : `in ${CONFIRM_ATTEMPTS} attempts`
+      }: Telegram sends those handled since the last poll again`,
     );
   }
 
@@ -433,18 +462,31 @@ class UpdateFetcher<Y extends { update_id: number }> {
     return (answer as Y[]).toSorted((a, b) => a.update_id - b.update_id);
   }
 
-  /** Runs `call` under the failure policy (see `_retry.ts`), counting polls. */
-  #call<T>(kind: CallKind, call: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  /**
+   * Runs `call` under the failure policy (see `_retry.ts`), counting polls.
+   * A Bot API call gets a signal that also aborts when it stalls (see
+   * `#watch`); a journal call gets `signal` and is never abandoned: once
+   * stored, the batch is taken.
+   */
+  #call<T>(
+    kind: CallKind,
+    call: (signal: AbortSignal) => Promise<T>,
+    signal: AbortSignal,
+  ): Promise<T> {
     const polling = kind === "getUpdates";
     const what = CALLS[kind];
     return withRetries(
       async () => {
         if (polling) this.#calls++;
-        // grammY's init() takes no signal: stop() must not wait for it. A
-        // journal write is not abandoned: once stored, the batch is taken.
-        const result = await (kind === "getMe" ? abortable(call(), signal) : call());
-        if (polling) this.#lastSuccessAt = clock().now();
-        return result;
+        if (kind === "journal") return await call(signal);
+        const attempt = this.#watch(kind, signal);
+        try {
+          const result = await attempt.stalling(call(attempt.signal));
+          if (polling) this.#lastSuccessAt = clock().now();
+          return result;
+        } finally {
+          attempt.clear();
+        }
       },
       this.#settings.retry,
       {
@@ -467,6 +509,35 @@ class UpdateFetcher<Y extends { update_id: number }> {
     );
   }
 
+  /**
+   * The watchdog of one Bot API call: its signal aborts with `signal`, or
+   * when no answer came within the time the call may take (the long poll's
+   * `timeout` for getUpdates) plus `stallGrace`. `stalling()` then rejects
+   * with a `StalledCall` error, which the failure policy retries like a
+   * network failure; it also stops waiting for a bot whose `init` ignores
+   * its signal.
+   */
+  #watch(kind: "getMe" | "getUpdates" | "confirm", signal: AbortSignal | undefined) {
+    const limit = this.#settings.stallGrace +
+      (kind === "getUpdates" ? this.#settings.fetch.timeout * 1000 : 0);
+    const stalled = new AbortController();
+    const timer = startTimer(
+      () => stalled.abort(new StalledCall(`${CALLS[kind]} got no answer within ${limit} ms`)),
+      limit,
+    );
+    const combined = signal === undefined
+      ? stalled.signal
+      : AbortSignal.any([signal, stalled.signal]);
+    return {
+      signal: combined,
+      stalling: <T>(promise: Promise<T>) =>
+        abortable(promise, combined).catch((error) => {
+          throw stalled.signal.aborted && !signal?.aborted ? stalled.signal.reason : error;
+        }),
+      clear: () => stopTimer(timer),
+    };
+  }
+
   #describe(error: unknown): string {
     return describe(error, this.#bot.token);
   }
@@ -486,6 +557,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
 /** The options of a fetcher, checked, with their defaults. */
 interface FetcherSettings<Y> {
   fetch: FetchOptions & { timeout: number };
+  stallGrace: number;
   retry: RetrySettings;
   confirm: ConfirmMode;
   silent: boolean;
@@ -501,6 +573,7 @@ function settingsOf<Y>(subject: string, options: RunnerOptions<Y>): FetcherSetti
     maxRetryTime = 15 * 60 * 60 * 1000,
     retryInterval = "exponential",
     maxConflictTime = 30_000,
+    stallGrace = 10_000,
     confirm = "fetched",
     silent = false,
     reporter = defaultReporter,
@@ -520,6 +593,7 @@ function settingsOf<Y>(subject: string, options: RunnerOptions<Y>): FetcherSetti
     numberInRange(subject, "retryInterval", retryInterval, 0, MAX_DELAY);
   } else oneOf(subject, "retryInterval", retryInterval, ["exponential", "quadratic"]);
   numberInRange(subject, "maxConflictTime", maxConflictTime, 0);
+  numberInRange(subject, "stallGrace", stallGrace, 1, MAX_DELAY);
   oneOf(subject, "confirm", confirm, ["fetched", "handled"]);
   oneOf(subject, "silent", silent, [true, false]);
   isFunction(subject, "reporter", reporter);
@@ -530,6 +604,7 @@ function settingsOf<Y>(subject: string, options: RunnerOptions<Y>): FetcherSetti
   }
   return {
     fetch: { ...fetch, timeout: fetch.timeout ?? 30 },
+    stallGrace,
     retry: { maxRetryTime, retryInterval, maxConflictTime },
     confirm,
     silent,

@@ -128,11 +128,17 @@ export function run<Y extends { update_id: number }, R>(
       `${subject} as 'signal' must be an AbortSignal: current value is ${String(signal)}`,
     );
   }
+  const running = runners.get(bot);
+  if (running?.isRunning()) {
+    throw new Error(
+      `${subject} as it is already running in this process: two pollers would handle every update twice (await the first handle's stop() before you run it again)`,
+    );
+  }
   const reporter = runnerOptions.reporter ?? defaultReporter;
 
   const supplier = createUpdateSupplier(bot, runnerOptions);
   const source = createSource(supplier, sourceOptions);
-  const { onSettled } = sinkOptions;
+  const { onSettled, timeout } = sinkOptions;
   const sink = createConcurrentSink<Y, R>(
     { consume: (update) => bot.handleUpdate(update) },
     async (error) => {
@@ -152,16 +158,48 @@ export function run<Y extends { update_id: number }, R>(
     {
       reporter,
       ...sinkOptions,
+      ...(typeof timeout?.handler === "function"
+        ? { timeout: { ...timeout, handler: doneWhenEnded(timeout.handler, supplier) } }
+        : {}),
       onSettled: (update, outcome) => {
-        supplier.done(update.update_id);
+        // A timed-out update is done only when its task ends (see doneWhenEnded).
+        if (outcome !== "timedOut") supplier.done(update.update_id);
         onSettled?.(update, outcome);
       },
     },
   );
   const handle = createRunner(source, sink);
+  runners.set(bot, handle);
 
   if (signal?.aborted) return handle;
-  signal?.addEventListener("abort", () => void handle.stop(), { once: true });
   handle.start();
+  if (signal !== undefined) stopOnAbort(handle, signal);
   return handle;
+}
+
+/** The runner of each bot that `run()` started, to refuse a second one. */
+const runners = new WeakMap<object, Pick<RunnerHandle, "isRunning">>();
+
+/**
+ * Wraps a timeout handler so that the update counts as done (for the
+ * confirmed offset and the journal) only when its task really ends: a
+ * crash before then must not lose it.
+ */
+function doneWhenEnded<Y extends { update_id: number }>(
+  handler: (update: Y, task: Promise<void>) => void,
+  supplier: { done: (updateId: number) => void },
+): (update: Y, task: Promise<void>) => void {
+  return (update, task) => {
+    const done = () => supplier.done(update.update_id);
+    task.then(done, done);
+    handler(update, task);
+  };
+}
+
+/** Stops `handle` when `signal` aborts; forgets the signal once the run ends. */
+function stopOnAbort(handle: Pick<RunnerHandle, "stop" | "task">, signal: AbortSignal): void {
+  const onAbort = () => void handle.stop();
+  signal.addEventListener("abort", onAbort, { once: true });
+  const forget = () => signal.removeEventListener("abort", onAbort);
+  handle.task()?.then(forget, forget);
 }
