@@ -19,10 +19,12 @@
  * @module
  */
 
-import { laneOf, WorkerPool } from "./_pool.ts";
+import { laneOf, type WorkerFailure, WorkerPool } from "./_pool.ts";
 import { slotOf } from "./_slots.ts";
 import { sequentialize } from "./sequentialize.ts";
 import { isFunction, optionalObject, positiveInteger } from "./_validate.ts";
+
+export type { WorkerFailure } from "./_pool.ts";
 
 /**
  * The key of an update: updates with the same key run in order, on one
@@ -69,33 +71,6 @@ export interface DistributableContext {
   readonly from?: { readonly id: number } | undefined;
   /** The API client; its token is removed from the errors of the workers. */
   readonly api?: { readonly token?: string };
-}
-
-/**
- * A worker thread of `distribute()` that crashed and was replaced, as passed
- * to the `onWorkerError` option.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import type { WorkerFailure } from "@grammyx/runner/distribute";
- *
- * const lines: string[] = [];
- * const onWorkerError = ({ worker, message, redispatched }: WorkerFailure) =>
- *   void lines.push(`worker ${worker}: ${message} (${redispatched} sent again)`);
- * onWorkerError({ worker: 1, message: "Uncaught Error: boom", redispatched: 3, abandoned: 0 });
- * assert.deepEqual(lines, ["worker 1: Uncaught Error: boom (3 sent again)"]);
- * ```
- */
-export interface WorkerFailure {
-  /** The lane of the worker, from 0 to `count - 1`. */
-  worker: number;
-  /** What happened, on one line, without the bot token. */
-  message: string;
-  /** Unfinished updates sent again to the replacement worker. */
-  redispatched: number;
-  /** Unfinished updates given up because too many workers crashed running them. */
-  abandoned: number;
 }
 
 /**
