@@ -15,6 +15,7 @@
  * @module
  */
 
+import { KeyedChains } from "./_chain.ts";
 import { slotOf } from "./_slots.ts";
 import { isFunction } from "./_validate.ts";
 
@@ -61,28 +62,9 @@ export function sequentialize<C>(
   constraint: (ctx: C) => Constraint,
 ): (ctx: C, next: () => void | Promise<void>) => Promise<void> {
   isFunction("Cannot create sequentialize middleware", "constraint", constraint);
-  const tails = new Map<string, Promise<void>>();
-
+  const chains = new KeyedChains();
   return async function sequentialized(ctx, next) {
-    const keys = keysOf(constraint(ctx));
-    if (keys.length === 0) return await next();
-
-    const earlier: Promise<void>[] = [];
-    const { promise: done, resolve } = Promise.withResolvers<void>();
-    for (const key of keys) {
-      const tail = tails.get(key);
-      if (tail !== undefined) earlier.push(tail);
-      tails.set(key, done);
-    }
-    try {
-      if (earlier.length > 0) await waitForTurn(ctx, earlier);
-      await next();
-    } finally {
-      resolve();
-      for (const key of keys) {
-        if (tails.get(key) === done) tails.delete(key);
-      }
-    }
+    await chains.run(keysOf(constraint(ctx)), next, (earlier) => waitForTurn(ctx, earlier));
   };
 }
 
@@ -98,9 +80,9 @@ function keysOf(constraint: Constraint): string[] {
  * reject), holding no concurrency slot meanwhile if a sink of this module
  * runs the update.
  */
-async function waitForTurn(ctx: unknown, earlier: Promise<void>[]): Promise<void> {
+async function waitForTurn(ctx: unknown, earlier: Promise<unknown>): Promise<void> {
   const slot = slotOf(ctx);
   slot?.release();
-  await (earlier.length === 1 ? earlier[0] : Promise.all(earlier));
+  await earlier;
   await slot?.acquire();
 }
