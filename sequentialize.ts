@@ -19,8 +19,11 @@ import { KeyedChains } from "./_chain.ts";
 import { slotOf } from "./_slots.ts";
 import { isFunction } from "./_validate.ts";
 
-/** The key or keys of an update; `undefined` (or `[]`) means no constraint. */
-export type Constraint = string | string[] | undefined;
+/**
+ * The key or keys of an update. `undefined`, `null`, `""` and `[]` mean no
+ * constraint, and so does any falsy key, as with `@grammyjs/runner`.
+ */
+export type Constraint = string | null | undefined | readonly (string | null | undefined)[];
 
 /**
  * Creates middleware that runs updates with a common key one after another,
@@ -68,11 +71,10 @@ export function sequentialize<C>(
   };
 }
 
-/** Normalises a constraint into a list of distinct, non-empty keys. */
+/** Normalises a constraint into a list of distinct keys, dropping the falsy ones. */
 function keysOf(constraint: Constraint): string[] {
-  if (constraint === undefined) return [];
-  if (!Array.isArray(constraint)) return constraint === "" ? [] : [constraint];
-  return [...new Set(constraint.filter((key) => key !== "" && key !== undefined))];
+  const keys: readonly unknown[] = Array.isArray(constraint) ? constraint : [constraint];
+  return [...new Set(keys.filter((key): key is string => Boolean(key)))];
 }
 
 /**

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { sequentialize } from "../mod.ts";
+import { type Constraint, sequentialize } from "../mod.ts";
 import { flush, gate, isPending } from "./_helpers.ts";
 
-type Ctx = { key: string | string[] | undefined; id: number };
+type Ctx = { key: Constraint; id: number };
 
 function setup() {
   const tails = sequentialize((ctx: Ctx) => ctx.key);
@@ -88,6 +88,16 @@ Deno.test("sequentialize() does not constrain updates without a key", async () =
   await flush();
   assert.deepEqual(log, ["start 1", "start 2", "start 3", "start 4"]);
   for (const id of [1, 2, 3, 4]) open(id);
+  await Promise.all(done);
+});
+
+Deno.test("sequentialize() puts no constraint on a null or other falsy key, as @grammyjs/runner does", async () => {
+  const { send, log, open } = setup();
+  const keys: Constraint[] = [null, null, "", [null, undefined, ""], false as never];
+  const done = keys.map((key, index) => send(index + 1, key));
+  await flush();
+  assert.deepEqual(log, keys.map((_, index) => `start ${index + 1}`), "none of them waits");
+  keys.forEach((_, index) => open(index + 1));
   await Promise.all(done);
 });
 
