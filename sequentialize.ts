@@ -16,14 +16,40 @@
  */
 
 import { KeyedChains } from "./_chain.ts";
+import { keysOf } from "./_keys.ts";
 import { slotOf } from "./_slots.ts";
 import { isFunction } from "./_validate.ts";
 
 /**
- * The key or keys of an update. `undefined`, `null`, `""` and `[]` mean no
- * constraint, and so does any falsy key, as with `@grammyjs/runner`.
+ * The key or keys of an update, as the key function of `sequentialize()`
+ * returns them: one key or an array of keys.
+ *
+ * A key is a string, a number or a bigint. Numbers and bigints count as their
+ * decimal text, so `5`, `5n` and `"5"` are one key. Falsy keys (`undefined`,
+ * `null`, `""`, `0`, `NaN`, `false`) are dropped, as `@grammyjs/runner` drops
+ * them (Telegram ids are never 0); an update with no key left waits for
+ * nothing. Any other value makes the middleware throw a `TypeError`: an
+ * object (`ctx.chat` where `ctx.chat?.id` was meant), `true`, a function, a
+ * symbol, or an array inside the array.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Context } from "grammy";
+ * import type { Constraint } from "@grammyx/runner";
+ *
+ * // The chat and the sender: an update waits until both are free.
+ * const chatAndSender = (ctx: Context): Constraint => [ctx.chat?.id, ctx.from?.id];
+ * assert.deepEqual(chatAndSender({ chat: undefined, from: { id: 7 } } as Context), [undefined, 7]);
+ * ```
  */
-export type Constraint = string | null | undefined | readonly (string | null | undefined)[];
+export type Constraint =
+  | string
+  | number
+  | bigint
+  | null
+  | undefined
+  | readonly (string | number | bigint | null | undefined)[];
 
 /**
  * Creates middleware that runs updates with a common key one after another,
@@ -35,12 +61,16 @@ export type Constraint = string | null | undefined | readonly (string | null | u
  *   reaches the caller (grammY's error handler).
  * - A key is forgotten as soon as its last update is done, so memory grows
  *   with the updates in flight, not with the keys ever seen.
+ * - Keys are strings, numbers or bigints (`5` and `"5"` are one key); falsy
+ *   keys (`undefined`, `null`, `""`, `0`) are dropped. See `Constraint`.
  * - Under `run()`, an update that waits for its key gives its concurrency slot
  *   back until its turn, so one busy chat cannot starve the others.
  *
  * @param constraint Returns the key(s) of a context, e.g. its chat id
  * @returns Middleware to install before everything that must be ordered
  * @throws {TypeError} if `constraint` is not a function
+ * @throws {TypeError} (the middleware rejects, so grammY's error handler gets it) if
+ *   `constraint` returns something that is not a key, such as `ctx.chat` for `ctx.chat?.id`
  *
  * @example
  * ```ts
@@ -67,14 +97,9 @@ export function sequentialize<C>(
   isFunction("Cannot create sequentialize middleware", "constraint", constraint);
   const chains = new KeyedChains();
   return async function sequentialized(ctx, next) {
-    await chains.run(keysOf(constraint(ctx)), next, (earlier) => waitForTurn(ctx, earlier));
+    const keys = keysOf(constraint(ctx), "sequentialize() key function");
+    await chains.run(keys, next, (earlier) => waitForTurn(ctx, earlier));
   };
-}
-
-/** Normalises a constraint into a list of distinct keys, dropping the falsy ones. */
-function keysOf(constraint: Constraint): string[] {
-  const keys: readonly unknown[] = Array.isArray(constraint) ? constraint : [constraint];
-  return [...new Set(keys.filter((key): key is string => Boolean(key)))];
 }
 
 /**
