@@ -77,18 +77,25 @@ export type Constraint =
  * import assert from "node:assert/strict";
  * import { sequentialize } from "@grammyx/runner";
  *
- * type Ctx = { key: string; log: string[] };
- * const ordered = sequentialize((ctx: Ctx) => ctx.key);
+ * type Ctx = { chat: number; name: string };
+ * const ordered = sequentialize((ctx: Ctx) => ctx.chat);
  * const log: string[] = [];
- * const slow = (ctx: Ctx, ms: number) =>
- *   ordered(ctx, () => new Promise<void>((ok) => setTimeout(() => (log.push(ctx.log[0]!), ok()), ms)));
+ * const handle = (ctx: Ctx, until?: Promise<void>) =>
+ *   ordered(ctx, async () => {
+ *     log.push(`${ctx.name} starts`);
+ *     await until;
+ *     log.push(`${ctx.name} ends`);
+ *   });
  *
- * await Promise.all([
- *   slow({ key: "a", log: ["a1"] }, 20),
- *   slow({ key: "a", log: ["a2"] }, 0),
- *   slow({ key: "b", log: ["b1"] }, 0),
- * ]);
- * assert.deepEqual(log, ["b1", "a1", "a2"]);
+ * const gate = Promise.withResolvers<void>(); // holds the first update of chat 1
+ * const first = handle({ chat: 1, name: "1a" }, gate.promise);
+ * const second = handle({ chat: 1, name: "1b" }); // same chat: waits for 1a
+ * await handle({ chat: 2, name: "2a" }); // another chat: does not wait
+ * assert.deepEqual(log, ["1a starts", "2a starts", "2a ends"]);
+ *
+ * gate.resolve();
+ * await Promise.all([first, second]);
+ * assert.deepEqual(log.slice(3), ["1a ends", "1b starts", "1b ends"]);
  * ```
  */
 export function sequentialize<C>(
