@@ -1,10 +1,11 @@
 // The worker pool behind `distribute()`: one Web Worker per lane, started
 // when the first update is routed to that lane; the jobs each worker has not
 // finished; and the replacement of a worker that crashed, which gets those
-// jobs again in the order they were first sent. Not exported by mod.ts.
+// jobs again in the order they were first sent. Not exported by mod.ts,
+// except `WorkerFailure`, which distribute.ts re-exports: it lives here so
+// that the pool does not import the module that uses it.
 
 import { redact } from "./_redact.ts";
-import type { WorkerFailure } from "./distribute.ts";
 
 /** Main thread → worker: the bot info, sent first to every new worker. */
 export interface InitMessage {
@@ -38,6 +39,33 @@ export interface ExitMessage {
 export type ToWorker = InitMessage | UpdateMessage;
 /** What a worker posts to the main thread. */
 export type FromWorker = DoneMessage | ExitMessage;
+
+/**
+ * A worker thread of `distribute()` that crashed and was replaced, as passed
+ * to the `onWorkerError` option.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { WorkerFailure } from "@grammyx/runner/distribute";
+ *
+ * const lines: string[] = [];
+ * const onWorkerError = ({ worker, message, redispatched }: WorkerFailure) =>
+ *   void lines.push(`worker ${worker}: ${message} (${redispatched} sent again)`);
+ * onWorkerError({ worker: 1, message: "Uncaught Error: boom", redispatched: 3, abandoned: 0 });
+ * assert.deepEqual(lines, ["worker 1: Uncaught Error: boom (3 sent again)"]);
+ * ```
+ */
+export interface WorkerFailure {
+  /** The lane of the worker, from 0 to `count - 1`. */
+  worker: number;
+  /** What happened, on one line, without the bot token. */
+  message: string;
+  /** Unfinished updates sent again to the replacement worker. */
+  redispatched: number;
+  /** Unfinished updates given up because too many workers crashed running them. */
+  abandoned: number;
+}
 
 /** An update that was in flight in this many crashed workers is given up. */
 export const MAX_CRASHES_PER_UPDATE = 3;

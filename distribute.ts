@@ -19,14 +19,20 @@
  * @module
  */
 
-import { laneOf, WorkerPool } from "./_pool.ts";
+import { keyOf } from "./_keys.ts";
+import { laneOf, type WorkerFailure, WorkerPool } from "./_pool.ts";
 import { slotOf } from "./_slots.ts";
 import { sequentialize } from "./sequentialize.ts";
 import { isFunction, optionalObject, positiveInteger } from "./_validate.ts";
 
+export type { WorkerFailure } from "./_pool.ts";
+
 /**
  * The key of an update: updates with the same key run in order, on one
- * worker. `undefined` (or `""`) means no constraint.
+ * worker. The rules are those of a `sequentialize()` key (see `Constraint`),
+ * for a single key: a string, a number or a bigint (`5` and `"5"` are one
+ * key); a falsy key (`undefined`, `null`, `""`, `0`) means no constraint; any
+ * other value makes the middleware reject with a `TypeError`.
  *
  * @example
  * ```ts
@@ -39,7 +45,7 @@ import { isFunction, optionalObject, positiveInteger } from "./_validate.ts";
  * assert.equal(byUser({}), undefined);
  * ```
  */
-export type DistributeKey = string | number | undefined;
+export type DistributeKey = string | number | bigint | null | undefined;
 
 /**
  * What `distribute()` reads from a context. grammY's `Context` fits; the
@@ -69,33 +75,6 @@ export interface DistributableContext {
   readonly from?: { readonly id: number } | undefined;
   /** The API client; its token is removed from the errors of the workers. */
   readonly api?: { readonly token?: string };
-}
-
-/**
- * A worker thread of `distribute()` that crashed and was replaced, as passed
- * to the `onWorkerError` option.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import type { WorkerFailure } from "@grammyx/runner/distribute";
- *
- * const lines: string[] = [];
- * const onWorkerError = ({ worker, message, redispatched }: WorkerFailure) =>
- *   void lines.push(`worker ${worker}: ${message} (${redispatched} sent again)`);
- * onWorkerError({ worker: 1, message: "Uncaught Error: boom", redispatched: 3, abandoned: 0 });
- * assert.deepEqual(lines, ["worker 1: Uncaught Error: boom (3 sent again)"]);
- * ```
- */
-export interface WorkerFailure {
-  /** The lane of the worker, from 0 to `count - 1`. */
-  worker: number;
-  /** What happened, on one line, without the bot token. */
-  message: string;
-  /** Unfinished updates sent again to the replacement worker. */
-  redispatched: number;
-  /** Unfinished updates given up because too many workers crashed running them. */
-  abandoned: number;
 }
 
 /**
@@ -136,7 +115,9 @@ export interface DistributeOptions<C> {
    * when the one before it is done, and while it waits it holds none of the
    * runner's concurrency slots (as with `sequentialize()`), so one busy chat
    * cannot starve the others. Updates with different keys run at once.
-   * `undefined` (or `""`) puts no constraint on the update.
+   * A falsy key (`undefined`, `null`, `""`, `0`) puts no constraint on the
+   * update; a key that is not a string, a number or a bigint makes the
+   * middleware reject with a `TypeError` (the rules of `sequentialize()`).
    *
    * @default {(ctx) => ctx.chat?.id ?? ctx.from?.id} (else no constraint)
    */
@@ -195,6 +176,7 @@ export interface DistributedMiddleware<C> extends AsyncDisposable {
    * @param ctx The context of the update
    * @returns A promise that resolves once the worker handled the update
    * @throws {Error} (rejects) if the update failed in the worker and no error handler there took it
+   * @throws {TypeError} (rejects) if the `key` option returned something that is not a key
    */
   (ctx: C): Promise<void>;
   /**
@@ -299,13 +281,7 @@ export function distribute<C extends DistributableContext = DistributableContext
 
   async function distributed(ctx: C): Promise<void> {
     const update = ctx.update;
-    const chosen = key(ctx);
-    if (chosen !== undefined && typeof chosen !== "string" && typeof chosen !== "number") {
-      throw new TypeError(
-        `Cannot distribute update ${update.update_id} as its key must be a string or a number`,
-      );
-    }
-    const text = chosen === undefined || chosen === "" ? undefined : String(chosen);
+    const text = keyOf(key(ctx), "distribute() key function");
     const chain = text ?? `update ${update.update_id}`;
     // The pool is chosen now (its threads start on the first dispatch): if it
     // is closed while the update waits for its turn, the update rejects

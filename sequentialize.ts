@@ -15,11 +15,41 @@
  * @module
  */
 
+import { KeyedChains } from "./_chain.ts";
+import { keysOf } from "./_keys.ts";
 import { slotOf } from "./_slots.ts";
 import { isFunction } from "./_validate.ts";
 
-/** The key or keys of an update; `undefined` (or `[]`) means no constraint. */
-export type Constraint = string | string[] | undefined;
+/**
+ * The key or keys of an update, as the key function of `sequentialize()`
+ * returns them: one key or an array of keys.
+ *
+ * A key is a string, a number or a bigint. Numbers and bigints count as their
+ * decimal text, so `5`, `5n` and `"5"` are one key. Falsy keys (`undefined`,
+ * `null`, `""`, `0`, `NaN`, `false`) are dropped, as `@grammyjs/runner` drops
+ * them (Telegram ids are never 0); an update with no key left waits for
+ * nothing. Any other value makes the middleware throw a `TypeError`: an
+ * object (`ctx.chat` where `ctx.chat?.id` was meant), `true`, a function, a
+ * symbol, or an array inside the array.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Context } from "grammy";
+ * import type { Constraint } from "@grammyx/runner";
+ *
+ * // The chat and the sender: an update waits until both are free.
+ * const chatAndSender = (ctx: Context): Constraint => [ctx.chat?.id, ctx.from?.id];
+ * assert.deepEqual(chatAndSender({ chat: undefined, from: { id: 7 } } as Context), [undefined, 7]);
+ * ```
+ */
+export type Constraint =
+  | string
+  | number
+  | bigint
+  | null
+  | undefined
+  | readonly (string | number | bigint | null | undefined)[];
 
 /**
  * Creates middleware that runs updates with a common key one after another,
@@ -31,66 +61,52 @@ export type Constraint = string | string[] | undefined;
  *   reaches the caller (grammY's error handler).
  * - A key is forgotten as soon as its last update is done, so memory grows
  *   with the updates in flight, not with the keys ever seen.
+ * - Keys are strings, numbers or bigints (`5` and `"5"` are one key); falsy
+ *   keys (`undefined`, `null`, `""`, `0`) are dropped. See `Constraint`.
  * - Under `run()`, an update that waits for its key gives its concurrency slot
  *   back until its turn, so one busy chat cannot starve the others.
  *
  * @param constraint Returns the key(s) of a context, e.g. its chat id
  * @returns Middleware to install before everything that must be ordered
  * @throws {TypeError} if `constraint` is not a function
+ * @throws {TypeError} (the middleware rejects, so grammY's error handler gets it) if
+ *   `constraint` returns something that is not a key, such as `ctx.chat` for `ctx.chat?.id`
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { sequentialize } from "@grammyx/runner";
  *
- * type Ctx = { key: string; log: string[] };
- * const ordered = sequentialize((ctx: Ctx) => ctx.key);
+ * type Ctx = { chat: number; name: string };
+ * const ordered = sequentialize((ctx: Ctx) => ctx.chat);
  * const log: string[] = [];
- * const slow = (ctx: Ctx, ms: number) =>
- *   ordered(ctx, () => new Promise<void>((ok) => setTimeout(() => (log.push(ctx.log[0]!), ok()), ms)));
+ * const handle = (ctx: Ctx, until?: Promise<void>) =>
+ *   ordered(ctx, async () => {
+ *     log.push(`${ctx.name} starts`);
+ *     await until;
+ *     log.push(`${ctx.name} ends`);
+ *   });
  *
- * await Promise.all([
- *   slow({ key: "a", log: ["a1"] }, 20),
- *   slow({ key: "a", log: ["a2"] }, 0),
- *   slow({ key: "b", log: ["b1"] }, 0),
- * ]);
- * assert.deepEqual(log, ["b1", "a1", "a2"]);
+ * const gate = Promise.withResolvers<void>(); // holds the first update of chat 1
+ * const first = handle({ chat: 1, name: "1a" }, gate.promise);
+ * const second = handle({ chat: 1, name: "1b" }); // same chat: waits for 1a
+ * await handle({ chat: 2, name: "2a" }); // another chat: does not wait
+ * assert.deepEqual(log, ["1a starts", "2a starts", "2a ends"]);
+ *
+ * gate.resolve();
+ * await Promise.all([first, second]);
+ * assert.deepEqual(log.slice(3), ["1a ends", "1b starts", "1b ends"]);
  * ```
  */
 export function sequentialize<C>(
   constraint: (ctx: C) => Constraint,
 ): (ctx: C, next: () => void | Promise<void>) => Promise<void> {
   isFunction("Cannot create sequentialize middleware", "constraint", constraint);
-  const tails = new Map<string, Promise<void>>();
-
+  const chains = new KeyedChains();
   return async function sequentialized(ctx, next) {
-    const keys = keysOf(constraint(ctx));
-    if (keys.length === 0) return await next();
-
-    const earlier: Promise<void>[] = [];
-    const { promise: done, resolve } = Promise.withResolvers<void>();
-    for (const key of keys) {
-      const tail = tails.get(key);
-      if (tail !== undefined) earlier.push(tail);
-      tails.set(key, done);
-    }
-    try {
-      if (earlier.length > 0) await waitForTurn(ctx, earlier);
-      await next();
-    } finally {
-      resolve();
-      for (const key of keys) {
-        if (tails.get(key) === done) tails.delete(key);
-      }
-    }
+    const keys = keysOf(constraint(ctx), "sequentialize() key function");
+    await chains.run(keys, next, (earlier) => waitForTurn(ctx, earlier));
   };
-}
-
-/** Normalises a constraint into a list of distinct, non-empty keys. */
-function keysOf(constraint: Constraint): string[] {
-  if (constraint === undefined) return [];
-  if (!Array.isArray(constraint)) return constraint === "" ? [] : [constraint];
-  return [...new Set(constraint.filter((key) => key !== "" && key !== undefined))];
 }
 
 /**
@@ -98,9 +114,9 @@ function keysOf(constraint: Constraint): string[] {
  * reject), holding no concurrency slot meanwhile if a sink of this module
  * runs the update.
  */
-async function waitForTurn(ctx: unknown, earlier: Promise<void>[]): Promise<void> {
+async function waitForTurn(ctx: unknown, earlier: Promise<unknown>): Promise<void> {
   const slot = slotOf(ctx);
   slot?.release();
-  await (earlier.length === 1 ? earlier[0] : Promise.all(earlier));
+  await earlier;
   await slot?.acquire();
 }

@@ -18,6 +18,7 @@
  */
 
 import { type Api, Bot, type BotConfig, BotError, type Context } from "grammy";
+import { KeyedChains } from "./_chain.ts";
 import { describe } from "./_redact.ts";
 import type { DoneMessage, ExitMessage, ToWorker, UpdateMessage } from "./_pool.ts";
 
@@ -99,8 +100,8 @@ function workerScope(): WorkerScope | undefined {
  */
 export class BotWorker<C extends GrammyContext = GrammyContext, A extends GrammyApi = GrammyApi>
   extends GrammyBot<C, A> {
-  /** The tail of each key's chain of updates; a key is forgotten once its chain is empty. */
-  readonly #tails = new Map<string, Promise<void>>();
+  /** The updates of each key, run one after another. */
+  readonly #chains = new KeyedChains();
 
   /**
    * Creates the bot of this worker thread and, inside a worker, starts
@@ -193,15 +194,7 @@ export class BotWorker<C extends GrammyContext = GrammyContext, A extends Grammy
         : { type: "done", job, update_id: typed.update_id, error };
       scope.postMessage(message);
     };
-    const earlier = this.#tails.get(key);
-    const handled = earlier === undefined
-      ? this.#handle(typed)
-      : earlier.then(() => this.#handle(typed));
-    const done = handled.then(report);
-    this.#tails.set(key, done);
-    done.then(() => {
-      if (this.#tails.get(key) === done) this.#tails.delete(key);
-    });
+    void this.#chains.run([key], async () => report(await this.#handle(typed)));
   }
 
   /** Handles an update; resolves with the error no handler took, as text without the token. */

@@ -458,6 +458,29 @@ Deno.test("distribute() works without run(): close() ends its threads and the ne
   assert.notEqual(replies[0]!.worker, replies[1]!.worker, "the second update ran in a new worker");
 });
 
+Deno.test("distribute() takes the keys sequentialize() takes and rejects any other key before a thread starts", async (t) => {
+  await t.step("numbers, bigints and null type-check as keys", async () => {
+    await using _byChat = distribute<Context>(WORKER, { key: (ctx) => ctx.chat?.id ?? null });
+    await using _byUser = distribute<Context>(WORKER, { key: (ctx) => BigInt(ctx.from?.id ?? 0) });
+  });
+  const wrong: [string, unknown, RegExp][] = [
+    ["an object", { id: 7 }, /returned an object: .*ctx\.chat\?\.id, not ctx\.chat$/],
+    ["an array", ["7"], /returned an array: /],
+    ["true", true, /returned true: /],
+  ];
+  for (const [name, key, message] of wrong) {
+    await t.step(name, async () => {
+      using workers = trackWorkers();
+      await using middleware = distribute(WORKER, { count: 1, key: () => key as never });
+      await assert.rejects(middleware({ update: { update_id: 1 } }), {
+        name: "TypeError",
+        message: new RegExp(`^distribute\\(\\) key function ${message.source}`),
+      });
+      assert.equal(workers.created, 0);
+    });
+  }
+});
+
 Deno.test("distribute() rejects bad options when it is created", async (t) => {
   const cases: [string, () => unknown, string, RegExp][] = [
     [
