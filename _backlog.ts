@@ -13,7 +13,7 @@ export type TaskState = "waitingForSlot" | "running" | "waitingForKey" | Outcome
 export interface Entry<Y> {
   state: TaskState;
   readonly update: Y;
-  /** `Date.now()` when the sink took it. */
+  /** `clock().now()` when the sink took it. */
   readonly takenAt: number;
 }
 

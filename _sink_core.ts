@@ -4,6 +4,7 @@
 // its books and backpressure in _backlog.ts. Not exported by mod.ts.
 
 import { Backlog, type TaskState } from "./_backlog.ts";
+import { clock, startTimer, stopTimer, type TimerId } from "./_clock.ts";
 import { Permits } from "./_permits.ts";
 import { describe, redactError } from "./_redact.ts";
 import { type Report, type Reporter, safeReport } from "./_report.ts";
@@ -29,7 +30,7 @@ export interface SinkSettings<Y> {
 class Task<Y> implements Slot {
   state: TaskState = "waitingForSlot";
   promise: Promise<void> | undefined;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  timer: TimerId | undefined;
   /** Withdraws its wait for a permit after its key came free. */
   withdraw: (() => void) | undefined;
   /** Lets its `sequentialize()` chain go on after that wait. */
@@ -77,7 +78,7 @@ export class SinkCore<Y> {
 
   /** Takes the updates: each starts at once if a permit is free, else waits for one. */
   add(updates: Y[]): void {
-    const now = Date.now();
+    const now = clock().now();
     for (const update of updates) {
       const task = new Task(this, update, now);
       this.backlog.take(task);
@@ -102,7 +103,7 @@ export class SinkCore<Y> {
   /** `sequentialize()`: the update waits for its key and gives its permit back meanwhile. */
   releaseForKey(task: Task<Y>): void {
     if (task.state !== "running") return;
-    clearTimeout(task.timer);
+    stopTimer(task.timer);
     this.backlog.move(task, "waitingForKey");
     this.#permits.release();
     this.backlog.wake();
@@ -125,9 +126,10 @@ export class SinkCore<Y> {
   #run(task: Task<Y>): void {
     this.backlog.move(task, "running");
     const timeout = this.#settings.timeout;
-    // Longer than setTimeout can count (Infinity included) means no timeout.
-    if (timeout === undefined || timeout.milliseconds > 2 ** 31 - 1) return;
-    task.timer = setTimeout(() => this.#timeOut(task), timeout.milliseconds);
+    // startTimer() treats a time limit beyond what a timer counts as none.
+    if (timeout !== undefined) {
+      task.timer = startTimer(() => this.#timeOut(task), timeout.milliseconds);
+    }
   }
 
   #start(task: Task<Y>): void {
@@ -149,7 +151,7 @@ export class SinkCore<Y> {
 
   async #fail(task: Task<Y>, error: unknown): Promise<void> {
     // The error handler's time belongs to the update, but it is not timed out.
-    clearTimeout(task.timer);
+    stopTimer(task.timer);
     if (task.state === "timedOut") {
       this.#report("lateFailure", error);
     } else {
@@ -186,7 +188,7 @@ export class SinkCore<Y> {
 
   /** Gives a task its outcome: takes it out of the books and frees what it held. */
   #finish(task: Task<Y>, outcome: Outcome): void {
-    clearTimeout(task.timer);
+    stopTimer(task.timer);
     const state = task.state;
     this.backlog.move(task, outcome);
     unregisterSlot(task.update);

@@ -16,6 +16,7 @@
  */
 
 import { delay } from "./_async.ts";
+import { clock } from "./_clock.ts";
 import { numberInRange, optionalObject } from "./_validate.ts";
 
 /** Counters of a supplier, shown by `RunnerHandle.stats()`. */
@@ -199,7 +200,7 @@ class Pacer {
   /** Records a batch of `count` and returns how long to pause (ms). */
   next(count: number): number {
     if (this.#target === 0) return 0;
-    const now = Date.now();
+    const now = clock().now();
     const span = this.#last === 0 ? 0 : now - this.#last;
     this.#last = now;
     this.#counts.push(count);
