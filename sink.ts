@@ -22,7 +22,13 @@
 import { BATCH } from "./_backlog.ts";
 import { defaultReporter, type Report, type Reporter } from "./_report.ts";
 import { SinkCore, type SinkSettings } from "./_sink_core.ts";
-import { isFunction, numberInRange, optionalObject, positiveInteger } from "./_validate.ts";
+import {
+  isFunction,
+  knownOptions,
+  numberInRange,
+  optionalObject,
+  positiveInteger,
+} from "./_validate.ts";
 
 export type { Report, Reporter };
 
@@ -136,7 +142,7 @@ export type SinkErrorHandler<R, Y> = (error: R, update: Y) => unknown;
  * @param errorHandler Gets the error (and the update) when `consume` rejects
  * @param options Concurrency, buffer bound, timeout, callbacks
  * @returns An update sink
- * @throws {TypeError | RangeError} if an option is invalid
+ * @throws {TypeError | RangeError} if an option is invalid or unknown
  *
  * @example
  * ```ts
@@ -180,7 +186,7 @@ export function createConcurrentSink<Y, R = unknown>(
  * @param errorHandler Gets the error (and the update) when `consume` rejects
  * @param options Timeout and callbacks (`concurrency` is always 1)
  * @returns An update sink whose `handle` resolves when the batch is done
- * @throws {TypeError | RangeError} if an option is invalid
+ * @throws {TypeError | RangeError} if an option is invalid or unknown
  *
  * @example
  * ```ts
@@ -212,7 +218,7 @@ export function createSequentialSink<Y, R = unknown>(
  * @param errorHandler Gets the error (and the update) when `consume` rejects
  * @param options Timeout and callbacks (`concurrency` is the batch size)
  * @returns An update sink whose `handle` resolves when the batch is done
- * @throws {TypeError | RangeError} if an option is invalid
+ * @throws {TypeError | RangeError} if an option is invalid or unknown
  *
  * @example
  * ```ts
@@ -272,6 +278,7 @@ function settingsOf<Y>(
   isFunction(SUBJECT, "consumer.consume", consumer.consume);
   isFunction(SUBJECT, "errorHandler", errorHandler);
   optionalObject(SUBJECT, "options", options);
+  knownOptions(SUBJECT, options, ["concurrency", "maxPending", "timeout", "onSettled", "reporter"]);
   const {
     concurrency = 500,
     maxPending = Math.max(10_000, concurrency),
@@ -291,6 +298,7 @@ function settingsOf<Y>(
   }
   if (timeout !== undefined) {
     optionalObject(SUBJECT, "timeout", timeout);
+    knownOptions(SUBJECT, timeout, ["milliseconds", "handler"], "timeout");
     numberInRange(SUBJECT, "timeout.milliseconds", timeout.milliseconds, 1);
     isFunction(SUBJECT, "timeout.handler", timeout.handler);
   }

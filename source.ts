@@ -17,7 +17,7 @@
 
 import { delay } from "./_async.ts";
 import { clock } from "./_clock.ts";
-import { numberInRange, optionalObject } from "./_validate.ts";
+import { knownOptions, numberInRange, optionalObject } from "./_validate.ts";
 
 /** Counters of a supplier, shown by `RunnerHandle.stats()`. */
 export interface SupplierStats {
@@ -93,7 +93,7 @@ export interface SourceOptions {
  * @param supplier Fetches the batches
  * @param options Speed/traffic balance
  * @returns An update source for `createRunner`
- * @throws {TypeError | RangeError} if an option is invalid
+ * @throws {TypeError | RangeError} if an option is invalid or unknown
  *
  * @example
  * ```ts
@@ -120,6 +120,7 @@ export function createSource<Y>(
     throw new TypeError(`${subject} as 'supplier' must be an object with a supply function`);
   }
   optionalObject(subject, "options", options);
+  knownOptions(subject, options, ["speedTrafficBalance", "maxDelayMilliseconds"]);
   const { speedTrafficBalance = 0, maxDelayMilliseconds = 500 } = options;
   numberInRange(subject, "speedTrafficBalance", speedTrafficBalance, 0, 1);
   numberInRange(subject, "maxDelayMilliseconds", maxDelayMilliseconds, 0);

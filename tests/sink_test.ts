@@ -4,6 +4,7 @@ import {
   createConcurrentSink,
   createSequentialSink,
   type Report,
+  run,
   sequentialize,
   type UpdateSink,
 } from "../mod.ts";
@@ -534,8 +535,43 @@ Deno.test("sinks reject bad options, naming the option and the value", async (t)
       "TypeError",
       /'errorHandler' must be a function/,
     ],
+    [
+      "a misspelt option",
+      () => createConcurrentSink(consumer, handler, { concurency: 10 } as never),
+      "TypeError",
+      /^Cannot create sink as 'concurency' is not an option: did you mean 'concurrency'\?$/,
+    ],
+    [
+      "a misspelt timeout option",
+      () =>
+        createBatchSink(consumer, handler, {
+          timeout: { milliseconds: 5, handler() {}, handle() {} } as never,
+        }),
+      "TypeError",
+      /^Cannot create sink as 'timeout.handle' is not an option: did you mean 'timeout.handler'\?$/,
+    ],
+    [
+      "an option of another part",
+      () => createSequentialSink(consumer, handler, { speedTrafficBalance: 1 } as never),
+      "TypeError",
+      /^Cannot create sink as 'speedTrafficBalance' is not an option$/,
+    ],
   ];
   for (const [name, create, type, message] of cases) {
     await t.step(name, () => assert.throws(create, { name: type, message }));
   }
+});
+
+Deno.test("run() rejects a misspelt sink option before any request", () => {
+  let requests = 0;
+  const bot = {
+    handleUpdate: async () => {},
+    errorHandler: async () => {},
+    api: { getUpdates: async () => (requests++, []) },
+  };
+  assert.throws(() => run(bot, { sink: { concurency: 10 } as never }), {
+    name: "TypeError",
+    message: "Cannot create sink as 'concurency' is not an option: did you mean 'concurrency'?",
+  });
+  assert.equal(requests, 0);
 });

@@ -147,4 +147,13 @@ Deno.test("createSource rejects bad options, naming the option and the value", (
     message: /'maxDelayMilliseconds'.*-1/,
   });
   assert.throws(() => createSource({} as never), { name: "TypeError", message: /'supplier'/ });
+  assert.throws(() => createSource(supplier, { maxDelayMiliseconds: 100 } as never), {
+    name: "TypeError",
+    message:
+      "Cannot create source as 'maxDelayMiliseconds' is not an option: did you mean 'maxDelayMilliseconds'?",
+  });
+  assert.throws(() => createSource(supplier, { concurrency: 4 } as never), {
+    name: "TypeError",
+    message: "Cannot create source as 'concurrency' is not an option",
+  });
 });
