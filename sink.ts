@@ -19,11 +19,16 @@
  * @module
  */
 
-import { Queue } from "./_async.ts";
-import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
-import { type Closable, registerSlot, type Slot, unregisterSlot } from "./_slots.ts";
-import { describe, redactError } from "./_redact.ts";
-import { isFunction, numberInRange, optionalObject, positiveInteger } from "./_validate.ts";
+import { BATCH } from "./_backlog.ts";
+import { defaultReporter, type Report, type Reporter } from "./_report.ts";
+import { SinkCore, type SinkSettings } from "./_sink_core.ts";
+import {
+  isFunction,
+  knownOptions,
+  numberInRange,
+  optionalObject,
+  positiveInteger,
+} from "./_validate.ts";
 
 export type { Report, Reporter };
 
@@ -137,7 +142,7 @@ export type SinkErrorHandler<R, Y> = (error: R, update: Y) => unknown;
  * @param errorHandler Gets the error (and the update) when `consume` rejects
  * @param options Concurrency, buffer bound, timeout, callbacks
  * @returns An update sink
- * @throws {TypeError | RangeError} if an option is invalid
+ * @throws {TypeError | RangeError} if an option is invalid or unknown
  *
  * @example
  * ```ts
@@ -166,18 +171,11 @@ export function createConcurrentSink<Y, R = unknown>(
   errorHandler: SinkErrorHandler<R, Y>,
   options: SinkOptions<Y> = {},
 ): UpdateSink<Y> {
-  const core = new SinkCore(consumer, errorHandler, options, "concurrent");
-  return {
-    handle: (updates) => {
-      core.add(updates);
-      return core.capacity();
-    },
-    size: () => core.size(),
-    snapshot: () => core.snapshot(),
-    idle: () => core.idle(),
-    stats: () => core.stats(),
-    close: () => core.close(),
-  };
+  const core = new SinkCore(settingsOf(consumer, errorHandler, options, "concurrent"));
+  return sinkOf(core, (updates) => {
+    core.add(updates);
+    return core.backlog.capacity();
+  });
 }
 
 /**
@@ -188,7 +186,7 @@ export function createConcurrentSink<Y, R = unknown>(
  * @param errorHandler Gets the error (and the update) when `consume` rejects
  * @param options Timeout and callbacks (`concurrency` is always 1)
  * @returns An update sink whose `handle` resolves when the batch is done
- * @throws {TypeError | RangeError} if an option is invalid
+ * @throws {TypeError | RangeError} if an option is invalid or unknown
  *
  * @example
  * ```ts
@@ -209,7 +207,7 @@ export function createSequentialSink<Y, R = unknown>(
   errorHandler: SinkErrorHandler<R, Y>,
   options: SinkOptions<Y> = {},
 ): UpdateSink<Y> {
-  return batchWise(new SinkCore(consumer, errorHandler, options, "sequential"));
+  return batchWise(new SinkCore(settingsOf(consumer, errorHandler, options, "sequential")));
 }
 
 /**
@@ -220,7 +218,7 @@ export function createSequentialSink<Y, R = unknown>(
  * @param errorHandler Gets the error (and the update) when `consume` rejects
  * @param options Timeout and callbacks (`concurrency` is the batch size)
  * @returns An update sink whose `handle` resolves when the batch is done
- * @throws {TypeError | RangeError} if an option is invalid
+ * @throws {TypeError | RangeError} if an option is invalid or unknown
  *
  * @example
  * ```ts
@@ -242,403 +240,78 @@ export function createBatchSink<Y, R = unknown>(
   errorHandler: SinkErrorHandler<R, Y>,
   options: SinkOptions<Y> = {},
 ): UpdateSink<Y> {
-  return batchWise(new SinkCore(consumer, errorHandler, options, "batch"));
+  return batchWise(new SinkCore(settingsOf(consumer, errorHandler, options, "batch")));
 }
 
+/** A sink whose `handle` resolves once the whole batch is done. */
 function batchWise<Y>(core: SinkCore<Y>): UpdateSink<Y> {
+  return sinkOf(core, async (updates) => {
+    core.add(updates);
+    await core.backlog.finished();
+    return Infinity;
+  });
+}
+
+function sinkOf<Y>(core: SinkCore<Y>, handle: UpdateSink<Y>["handle"]): UpdateSink<Y> {
   return {
-    handle: async (updates) => {
-      core.add(updates);
-      await core.finished();
-      return Infinity;
-    },
-    size: () => core.size(),
-    snapshot: () => core.snapshot(),
-    idle: () => core.idle(),
-    stats: () => core.stats(),
+    handle,
+    size: () => core.backlog.size(),
+    snapshot: () => core.backlog.snapshot(),
+    idle: () => core.backlog.idle(),
+    stats: () => core.backlog.stats(),
     close: () => core.close(),
   };
 }
 
-type State = "queued" | "running" | "released" | "returning" | "done" | "timedOut";
-
-/** An update in the sink. It is also the slot `sequentialize()` finds through the update. */
-class Task<Y> implements Slot {
-  state: State = "queued";
-  promise: Promise<void> | undefined;
-  timer: ReturnType<typeof setTimeout> | undefined;
-  resume: (() => void) | undefined;
-
-  constructor(
-    readonly core: SinkCore<Y>,
-    readonly update: Y,
-    readonly takenAt: number,
-  ) {}
-
-  release(): void {
-    this.core.releaseForKey(this);
-  }
-
-  acquire(): Promise<void> {
-    return this.core.acquireAfterKey(this);
-  }
-
-  adopt(resource: Closable): void {
-    this.core.adopt(resource);
-  }
-}
-
 const SUBJECT = "Cannot create sink";
 
-/** How many updates a batch holds at most (getUpdates' limit). */
-const BATCH = 100;
-
-/** The permits, queues and bookkeeping behind every sink of this module. */
-class SinkCore<Y> {
-  readonly #consumer: UpdateConsumer<Y>;
-  readonly #errorHandler: SinkErrorHandler<unknown, Y>;
-  readonly #maxPending: number;
-  /** Updates that may wait for a slot, so slots never idle while a fetch is on its way. */
-  readonly #ahead: number;
-  /** While every slot is busy, ask for more only when this many fit (whole batches). */
-  readonly #topUp: number;
-  readonly #timeout: SinkOptions<Y>["timeout"];
-  readonly #onSettled: SinkOptions<Y>["onSettled"];
-  readonly #reporter: Reporter;
-
-  #free: number;
-  readonly #queued = new Queue<Task<Y>>();
-  readonly #returning = new Queue<Task<Y>>();
-  readonly #pending = new Set<Task<Y>>();
-  #running = 0;
-  #waitingForKey = 0;
-  #returningCount = 0;
-  #tasks = 0;
-  #handled = 0;
-  #failed = 0;
-  #timedOut = 0;
-  #capacityWaiters: ((capacity: number) => void)[] = [];
-  #finishedWaiters: (() => void)[] = [];
-  #idleWaiters: (() => void)[] = [];
-  readonly #adopted = new Set<Closable>();
-
-  constructor(
-    consumer: UpdateConsumer<Y>,
-    errorHandler: SinkErrorHandler<never, Y>,
-    options: SinkOptions<Y>,
-    kind: "concurrent" | "sequential" | "batch",
-  ) {
-    if (typeof consumer !== "object" || consumer === null) {
-      throw new TypeError(`${SUBJECT} as 'consumer' must be an object with a consume function`);
-    }
-    isFunction(SUBJECT, "consumer.consume", consumer.consume);
-    isFunction(SUBJECT, "errorHandler", errorHandler);
-    optionalObject(SUBJECT, "options", options);
-    const {
-      concurrency = 500,
-      maxPending = Math.max(10_000, concurrency),
-      timeout,
-      onSettled,
-      reporter = defaultReporter,
-    } = options;
-    if (kind === "concurrent") {
-      positiveInteger(SUBJECT, "concurrency", concurrency);
-      positiveInteger(SUBJECT, "maxPending", maxPending);
-      if (maxPending < concurrency) {
-        throw new RangeError(
-          `${SUBJECT} as 'maxPending' must be at least 'concurrency' (${concurrency}): current value is ${maxPending}`,
-        );
-      }
-    }
-    if (timeout !== undefined) {
-      optionalObject(SUBJECT, "timeout", timeout);
-      numberInRange(SUBJECT, "timeout.milliseconds", timeout.milliseconds, 1);
-      isFunction(SUBJECT, "timeout.handler", timeout.handler);
-    }
-    if (onSettled !== undefined) isFunction(SUBJECT, "onSettled", onSettled);
-    isFunction(SUBJECT, "reporter", reporter);
-
-    this.#consumer = consumer;
-    this.#errorHandler = errorHandler as SinkErrorHandler<unknown, Y>;
-    this.#free = kind === "concurrent" ? concurrency : kind === "sequential" ? 1 : Infinity;
-    this.#maxPending = kind === "concurrent" ? maxPending : Infinity;
-    this.#ahead = kind === "concurrent" ? Math.min(2 * BATCH, concurrency) : 0;
-    this.#topUp = Math.max(1, Math.min(BATCH, Math.floor(this.#ahead / 2)));
-    this.#timeout = timeout;
-    this.#onSettled = onSettled;
-    this.#reporter = reporter;
+/** Checks the arguments of a sink and applies the defaults of its options, all in one place. */
+function settingsOf<Y>(
+  consumer: UpdateConsumer<Y>,
+  errorHandler: SinkErrorHandler<never, Y>,
+  options: SinkOptions<Y>,
+  kind: "concurrent" | "sequential" | "batch",
+): SinkSettings<Y> {
+  if (typeof consumer !== "object" || consumer === null) {
+    throw new TypeError(`${SUBJECT} as 'consumer' must be an object with a consume function`);
   }
-
-  /** Takes the updates: each starts at once if a slot is free, else waits for one. */
-  add(updates: Y[]): void {
-    const now = Date.now();
-    for (const update of updates) {
-      const task = new Task(this, update, now);
-      this.#pending.add(task);
-      if (this.#free > 0) {
-        this.#free--;
-        this.#start(task);
-      } else {
-        this.#queued.push(task);
-      }
+  isFunction(SUBJECT, "consumer.consume", consumer.consume);
+  isFunction(SUBJECT, "errorHandler", errorHandler);
+  optionalObject(SUBJECT, "options", options);
+  knownOptions(SUBJECT, options, ["concurrency", "maxPending", "timeout", "onSettled", "reporter"]);
+  const {
+    concurrency = 500,
+    maxPending = Math.max(10_000, concurrency),
+    timeout,
+    onSettled,
+    reporter = defaultReporter,
+  } = options;
+  const concurrent = kind === "concurrent";
+  if (concurrent) {
+    positiveInteger(SUBJECT, "concurrency", concurrency);
+    positiveInteger(SUBJECT, "maxPending", maxPending);
+    if (maxPending < concurrency) {
+      throw new RangeError(
+        `${SUBJECT} as 'maxPending' must be at least 'concurrency' (${concurrency}): current value is ${maxPending}`,
+      );
     }
   }
-
-  /** Resolves with the free capacity once there is room for more (see `#hasRoom`). */
-  capacity(): Promise<number> {
-    if (this.#hasRoom()) return Promise.resolve(this.#capacity());
-    return new Promise((resolve) => this.#capacityWaiters.push(resolve));
+  if (timeout !== undefined) {
+    optionalObject(SUBJECT, "timeout", timeout);
+    knownOptions(SUBJECT, timeout, ["milliseconds", "handler"], "timeout");
+    numberInRange(SUBJECT, "timeout.milliseconds", timeout.milliseconds, 1);
+    isFunction(SUBJECT, "timeout.handler", timeout.handler);
   }
-
-  size(): number {
-    return this.#pending.size;
-  }
-
-  snapshot(): Y[] {
-    return Array.from(this.#pending, (task) => task.update);
-  }
-
-  /** Resolves once every update taken has settled. */
-  finished(): Promise<void> {
-    if (this.#pending.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#finishedWaiters.push(resolve));
-  }
-
-  idle(): Promise<void> {
-    if (this.#isIdle()) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
-  }
-
-  adopt(resource: Closable): void {
-    this.#adopted.add(resource);
-  }
-
-  /** Closes every resource middleware handed over, reporting failures. */
-  async close(): Promise<void> {
-    const resources = [...this.#adopted];
-    this.#adopted.clear();
-    const results = await Promise.allSettled(resources.map((resource) => resource.close()));
-    for (const result of results) {
-      if (result.status === "rejected") {
-        safeReport(this.#reporter, {
-          source: "stop",
-          message: `A resource could not be closed: ${describe(result.reason)}`,
-          error: redactError(result.reason),
-        });
-      }
-    }
-  }
-
-  stats(): SinkStats {
-    const oldest = this.#pending.values().next();
-    return {
-      handled: this.#handled,
-      failed: this.#failed,
-      timedOut: this.#timedOut,
-      running: this.#running,
-      waitingForKey: this.#waitingForKey,
-      waitingForSlot: this.#queued.length + this.#returningCount,
-      pending: this.#pending.size,
-      oldestPendingSince: oldest.done ? undefined : oldest.value.takenAt,
-    };
-  }
-
-  /**
-   * How many more updates the sink takes: free slots plus a small read-ahead
-   * (at most two batches waiting for a slot), within `maxPending`.
-   */
-  #capacity(): number {
-    const waiting = this.#queued.length + this.#returningCount;
-    return Math.min(this.#free + this.#ahead - waiting, this.#maxPending - this.#pending.size);
-  }
-
-  /** Idle slots take what fits; busy ones wait until a whole batch fits the read-ahead. */
-  #hasRoom(): boolean {
-    const capacity = this.#capacity();
-    return capacity > 0 && (this.#free > 0 || capacity >= this.#topUp);
-  }
-
-  #isIdle(): boolean {
-    return this.#tasks === 0 && this.#pending.size === 0;
-  }
-
-  #start(task: Task<Y>): void {
-    task.state = "running";
-    this.#running++;
-    this.#tasks++;
-    registerSlot(task.update, task);
-    this.#armTimer(task);
-    let promise: Promise<void>;
-    try {
-      promise = Promise.resolve(this.#consumer.consume(task.update));
-    } catch (error) {
-      promise = Promise.reject(error);
-    }
-    task.promise = promise;
-    promise.then(
-      () => this.#settle(task, "handled"),
-      (error) => this.#fail(task, error),
-    );
-  }
-
-  async #fail(task: Task<Y>, error: unknown): Promise<void> {
-    // The error handler's time belongs to the update, but it is not timed out.
-    clearTimeout(task.timer);
-    if (task.state === "timedOut") {
-      safeReport(this.#reporter, {
-        source: "lateFailure",
-        message: `An update failed after it had timed out: ${describe(error)}`,
-        error: redactError(error),
-      });
-    } else {
-      try {
-        await this.#errorHandler(error, task.update);
-      } catch (thrown) {
-        safeReport(this.#reporter, {
-          source: "errorHandler",
-          message: `The error handler threw (set one with bot.catch): ${describe(thrown)}`,
-          error: redactError(thrown),
-        });
-      }
-    }
-    this.#settle(task, "failed");
-  }
-
-  #settle(task: Task<Y>, outcome: Outcome): void {
-    this.#tasks--;
-    if (task.state !== "timedOut") {
-      this.#finish(task);
-      if (outcome === "handled") this.#handled++;
-      else this.#failed++;
-      this.#notifySettled(task.update, outcome);
-    }
-    this.#wake();
-  }
-
-  #timeOut(task: Task<Y>): void {
-    if (task.state !== "running") return;
-    this.#finish(task);
-    task.state = "timedOut";
-    this.#timedOut++;
-    try {
-      this.#timeout?.handler(task.update, task.promise as Promise<void>);
-    } catch (error) {
-      safeReport(this.#reporter, {
-        source: "timeoutHandler",
-        message: `The timeout handler threw: ${describe(error)}`,
-        error: redactError(error),
-      });
-    }
-    this.#notifySettled(task.update, "timedOut");
-    this.#wake();
-  }
-
-  /** Takes a task out of the books and frees what it held. */
-  #finish(task: Task<Y>): void {
-    clearTimeout(task.timer);
-    const state = task.state;
-    task.state = "done";
-    this.#pending.delete(task);
-    unregisterSlot(task.update);
-    if (state === "running") {
-      this.#running--;
-      this.#releasePermit();
-    } else if (state === "released") {
-      this.#waitingForKey--;
-    } else if (state === "returning") {
-      // The update ended while its `sequentialize()` chain still waited for
-      // a slot (a middleware before it did not await next()): let the chain
-      // go on without one rather than hold its key forever.
-      this.#returningCount--;
-      task.resume?.();
-      safeReport(this.#reporter, {
-        source: "consumer",
-        message:
-          "An update finished while sequentialize() still waited for its turn; does a middleware before it forget to await next()?",
-      });
-    }
-  }
-
-  #notifySettled(update: Y, outcome: Outcome): void {
-    if (this.#onSettled === undefined) return;
-    try {
-      this.#onSettled(update, outcome);
-    } catch (error) {
-      safeReport(this.#reporter, {
-        source: "onSettled",
-        message: `The onSettled callback threw: ${describe(error)}`,
-        error: redactError(error),
-      });
-    }
-  }
-
-  /** Hands a free permit on: first to updates whose key came free, then to new ones. */
-  #releasePermit(): void {
-    for (let task = this.#returning.shift(); task !== undefined; task = this.#returning.shift()) {
-      if (task.state !== "returning") continue;
-      this.#returningCount--;
-      task.state = "running";
-      this.#running++;
-      this.#armTimer(task);
-      task.resume?.();
-      return;
-    }
-    const next = this.#queued.shift();
-    if (next !== undefined) this.#start(next);
-    else this.#free++;
-  }
-
-  /** `sequentialize()`: the update waits for its key and gives its slot back meanwhile. */
-  releaseForKey(task: Task<Y>): void {
-    if (task.state !== "running") return;
-    clearTimeout(task.timer);
-    task.state = "released";
-    this.#running--;
-    this.#waitingForKey++;
-    this.#releasePermit();
-    this.#wake();
-  }
-
-  /** `sequentialize()`: the key is free; take a slot, ahead of updates not started yet. */
-  acquireAfterKey(task: Task<Y>): Promise<void> {
-    if (task.state !== "released") return Promise.resolve();
-    this.#waitingForKey--;
-    if (this.#free > 0) {
-      this.#free--;
-      task.state = "running";
-      this.#running++;
-      this.#armTimer(task);
-      return Promise.resolve();
-    }
-    task.state = "returning";
-    this.#returningCount++;
-    this.#returning.push(task);
-    return new Promise((resolve) => (task.resume = resolve));
-  }
-
-  #armTimer(task: Task<Y>): void {
-    // Longer than setTimeout can count (Infinity included) means no timeout.
-    if (this.#timeout === undefined || this.#timeout.milliseconds > 2 ** 31 - 1) return;
-    task.timer = setTimeout(() => this.#timeOut(task), this.#timeout.milliseconds);
-  }
-
-  /** Resolves whoever waits for capacity, for all updates to settle, or for idleness. */
-  #wake(): void {
-    if (this.#capacityWaiters.length > 0 && this.#hasRoom()) {
-      const capacity = this.#capacity();
-      const waiters = this.#capacityWaiters;
-      this.#capacityWaiters = [];
-      for (const resolve of waiters) resolve(capacity);
-    }
-    if (this.#pending.size === 0 && this.#finishedWaiters.length > 0) {
-      const waiters = this.#finishedWaiters;
-      this.#finishedWaiters = [];
-      for (const resolve of waiters) resolve();
-    }
-    if (this.#isIdle() && this.#idleWaiters.length > 0) {
-      const waiters = this.#idleWaiters;
-      this.#idleWaiters = [];
-      for (const resolve of waiters) resolve();
-    }
-  }
+  if (onSettled !== undefined) isFunction(SUBJECT, "onSettled", onSettled);
+  isFunction(SUBJECT, "reporter", reporter);
+  return {
+    consumer,
+    errorHandler: errorHandler as SinkErrorHandler<unknown, Y>,
+    concurrency: concurrent ? concurrency : kind === "sequential" ? 1 : Infinity,
+    maxPending: concurrent ? maxPending : Infinity,
+    ahead: concurrent ? Math.min(2 * BATCH, concurrency) : 0,
+    timeout,
+    onSettled,
+    reporter,
+  };
 }

@@ -16,7 +16,8 @@
  */
 
 import { delay } from "./_async.ts";
-import { numberInRange, optionalObject } from "./_validate.ts";
+import { clock } from "./_clock.ts";
+import { knownOptions, numberInRange, optionalObject } from "./_validate.ts";
 
 /** Counters of a supplier, shown by `RunnerHandle.stats()`. */
 export interface SupplierStats {
@@ -100,7 +101,7 @@ export interface SourceOptions {
  * @param supplier Fetches the batches
  * @param options Speed/traffic balance
  * @returns An update source for `createRunner`
- * @throws {TypeError | RangeError} if an option is invalid
+ * @throws {TypeError | RangeError} if an option is invalid or unknown
  *
  * @example
  * ```ts
@@ -127,6 +128,7 @@ export function createSource<Y>(
     throw new TypeError(`${subject} as 'supplier' must be an object with a supply function`);
   }
   optionalObject(subject, "options", options);
+  knownOptions(subject, options, ["speedTrafficBalance", "maxDelayMilliseconds"]);
   const { speedTrafficBalance = 0, maxDelayMilliseconds = 500 } = options;
   numberInRange(subject, "speedTrafficBalance", speedTrafficBalance, 0, 1);
   numberInRange(subject, "maxDelayMilliseconds", maxDelayMilliseconds, 0);
@@ -208,7 +210,7 @@ class Pacer {
   /** Records a batch of `count` and returns how long to pause (ms). */
   next(count: number): number {
     if (this.#target === 0) return 0;
-    const now = Date.now();
+    const now = clock().now();
     const span = this.#last === 0 ? 0 : now - this.#last;
     this.#last = now;
     this.#counts.push(count);

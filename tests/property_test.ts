@@ -2,7 +2,7 @@
 // timeouts; then check conservation and ordering.
 
 import assert from "node:assert/strict";
-import { createConcurrentSink, type Outcome, sequentialize } from "../mod.ts";
+import { createConcurrentSink, type Outcome, type Report, sequentialize } from "../mod.ts";
 import { random } from "./_helpers.ts";
 
 type U = { update_id: number; keys: string[]; work: number; fails: boolean; hangs?: boolean };
@@ -74,6 +74,7 @@ Deno.test("property: the sink with sequentialize loses nothing, runs nothing twi
       const ordered = sequentialize((ctx: { update: U }) => ctx.update.keys);
       const outcomes = new Map<number, Outcome[]>();
       const errors: number[] = [];
+      const reports: Report[] = [];
       let overLimit = 0;
       const concurrency = 1 + (seed % 5) * 4;
       const sink = createConcurrentSink<U>(
@@ -99,6 +100,7 @@ Deno.test("property: the sink with sequentialize loses nothing, runs nothing twi
             : {}),
           onSettled: (update, outcome) =>
             outcomes.set(update.update_id, [...(outcomes.get(update.update_id) ?? []), outcome]),
+          reporter: (report) => void reports.push(report),
         },
       );
       // Feed like the runner: each batch as large as the sink's capacity.
@@ -126,6 +128,11 @@ Deno.test("property: the sink with sequentialize loses nothing, runs nothing twi
       assert.equal(
         failed.length + [...timedOut].filter((id) => expectedFailures.includes(id)).length,
         expectedFailures.length,
+      );
+      assert.deepEqual(
+        reports.map((report) => report.source),
+        [...timedOut].filter((id) => expectedFailures.includes(id)).map(() => "lateFailure"),
+        "a failure after a timeout is reported, never passed to the error handler",
       );
       const hung = updates.filter((u) => u.hangs).map((u) => u.update_id);
       assert.deepEqual(

@@ -4,9 +4,12 @@ import {
   createConcurrentSink,
   createSequentialSink,
   type Report,
+  run,
   sequentialize,
   type UpdateSink,
 } from "../mod.ts";
+import { MAX_DELAY } from "../_clock.ts";
+import { fakeTime } from "./_clock.ts";
 import { flush, gate, isPending } from "./_helpers.ts";
 
 type U = { update_id: number; key?: string };
@@ -141,6 +144,7 @@ Deno.test("concurrent sink treats a consumer that throws synchronously as failed
 });
 
 Deno.test("a timed-out update frees its slot and the timeout handler gets its task", async () => {
+  using time = fakeTime();
   const consumer = gated();
   const timedOut: [U, Promise<void>][] = [];
   const settled: string[] = [];
@@ -153,7 +157,10 @@ Deno.test("a timed-out update frees its slot and the timeout handler gets its ta
   await flush();
   assert.deepEqual(consumer.started, [1]);
   const idle = sink.idle!();
-  while (consumer.started.length < 2) await new Promise((ok) => setTimeout(ok, 5));
+  await time.tick(19);
+  assert.equal(timedOut.length, 0, "not before its time");
+  await time.tick(1);
+  assert.deepEqual(consumer.started, [1, 2], "the freed slot went to update 2 at once");
   assert.equal(timedOut.length, 1);
   assert.deepEqual(timedOut[0]![0], { update_id: 1 });
   assert.deepEqual(settled, ["1:timedOut"]);
@@ -168,20 +175,42 @@ Deno.test("a timed-out update frees its slot and the timeout handler gets its ta
   assert.equal(sink.stats?.().timedOut, 1);
 });
 
-Deno.test("a timeout of Infinity (as @grammyjs/runner's default) never fires", async () => {
-  let timedOut = 0;
-  const sink = createConcurrentSink<U>(
-    { consume: () => new Promise((resolve) => setTimeout(resolve, 20)) },
-    async () => {},
-    { timeout: { milliseconds: Infinity, handler: () => void timedOut++ } },
-  );
-  await sink.handle(updates(1));
-  await sink.idle?.();
-  assert.equal(timedOut, 0);
-  assert.equal(sink.stats?.().handled, 1);
+Deno.test("a timeout beyond what a timer counts (Infinity, @grammyjs/runner's default) never fires", async (t) => {
+  for (const milliseconds of [Infinity, MAX_DELAY + 1, 2 ** 40]) {
+    await t.step(String(milliseconds), async () => {
+      using time = fakeTime();
+      const consumer = gated();
+      let timedOut = 0;
+      const sink = createConcurrentSink(consumer, async () => {}, {
+        timeout: { milliseconds, handler: () => void timedOut++ },
+      });
+      await sink.handle(updates(1));
+      assert.equal(time.pending, 0, "no timer was started");
+      await time.tick(2 ** 40);
+      consumer.open(1);
+      await sink.idle?.();
+      assert.equal(timedOut, 0);
+      assert.equal(sink.stats?.().handled, 1);
+    });
+  }
+  await t.step("the longest delay a timer counts is still a timeout", async () => {
+    using time = fakeTime();
+    const consumer = gated();
+    let timedOut = 0;
+    const sink = createConcurrentSink(consumer, async () => {}, {
+      timeout: { milliseconds: MAX_DELAY, handler: () => void timedOut++ },
+    });
+    await sink.handle(updates(1));
+    assert.equal(time.nextIn, MAX_DELAY);
+    await time.tick(MAX_DELAY);
+    assert.equal(timedOut, 1);
+    consumer.open(1);
+    await sink.idle?.();
+  });
 });
 
 Deno.test("a failure after a timeout is reported, not passed to the error handler", async () => {
+  using time = fakeTime();
   const reports: Report[] = [];
   let errors = 0;
   const failLater = gate();
@@ -194,10 +223,13 @@ Deno.test("a failure after a timeout is reported, not passed to the error handle
     },
   );
   await sink.handle(updates(1));
+  await time.tick(5);
   await sink.idle?.();
   assert.equal(errors, 0);
   assert.equal(reports.length, 1);
   assert.equal(reports[0]!.source, "lateFailure");
+  assert.match(reports[0]!.message, /^An update failed after it had timed out: .*late/);
+  assert.deepEqual(sink.stats?.().timedOut, 1);
 });
 
 Deno.test("an update waiting for its key holds no slot, so other chats run (no starvation)", async () => {
@@ -263,6 +295,7 @@ Deno.test("an update whose key came free takes the next slot ahead of new update
 });
 
 Deno.test("a timed-out update keeps its key until its task really ends", async () => {
+  using time = fakeTime();
   const ordered = sequentialize((ctx: { update: U }) => ctx.update.key);
   const first = gate();
   const log: string[] = [];
@@ -278,12 +311,38 @@ Deno.test("a timed-out update keeps its key until its task really ends", async (
     { timeout: { milliseconds: 10, handler: () => log.push("timeout") } },
   );
   await sink.handle([{ update_id: 1, key: "a" }, { update_id: 2, key: "a" }]);
-  while (!log.includes("timeout")) await new Promise((ok) => setTimeout(ok, 2));
+  await time.tick(10);
   await flush();
   assert.deepEqual(log, ["start 1", "timeout"], "2 must wait although 1 timed out");
   first.open();
   await sink.idle?.();
   assert.deepEqual(log, ["start 1", "timeout", "start 2"]);
+});
+
+Deno.test("the time limit starts again when an update takes a slot back after waiting for its key", async () => {
+  using time = fakeTime();
+  const ordered = sequentialize((ctx: { update: U }) => ctx.update.key);
+  const gates = new Map([1, 2].map((id) => [id, gate()]));
+  const timedOut: number[] = [];
+  const sink = createConcurrentSink<U>(
+    { consume: (update) => ordered({ update }, () => gates.get(update.update_id)!.promise) },
+    async () => {},
+    {
+      concurrency: 2,
+      timeout: { milliseconds: 100, handler: (update) => void timedOut.push(update.update_id) },
+    },
+  );
+  await sink.handle([{ update_id: 1, key: "a" }, { update_id: 2, key: "a" }]);
+  await time.tick(90); // 2 waits for its key, holding no slot and no timer
+  gates.get(1)!.open();
+  await flush();
+  assert.equal(sink.stats!().running, 1, "2 took a slot back at 90 ms");
+  await time.tick(99);
+  assert.deepEqual(timedOut, [], "its 100 ms started when it took the slot back");
+  await time.tick(1);
+  assert.deepEqual(timedOut, [2]);
+  gates.get(2)!.open();
+  await sink.idle?.();
 });
 
 Deno.test("an update that ends while its chain waits for a slot does not block its key", async () => {
@@ -328,6 +387,7 @@ Deno.test("an update that ends while its chain waits for a slot does not block i
 });
 
 Deno.test("the timeout does not fire while the error handler runs: one outcome per update", async () => {
+  using time = fakeTime();
   const outcomes: string[] = [];
   let timeouts = 0;
   const slowHandler = gate();
@@ -340,7 +400,9 @@ Deno.test("the timeout does not fire while the error handler runs: one outcome p
     },
   );
   await sink.handle(updates(1));
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  await flush();
+  assert.equal(time.pending, 0, "the failure stopped the timer");
+  await time.tick(1_000);
   slowHandler.open();
   await sink.idle?.();
   assert.equal(timeouts, 0);
@@ -361,6 +423,23 @@ Deno.test("the sink holds at most `maxPending` unfinished updates", async () => 
   hot.open();
   assert.ok((await full) > 0);
   await sink.idle?.();
+});
+
+Deno.test("stats() tells when the oldest unfinished update was taken", async () => {
+  using time = fakeTime(1_000_000);
+  const consumer = gated();
+  const sink = createConcurrentSink(consumer, async () => {});
+  assert.equal(sink.stats!().oldestPendingSince, undefined);
+  await sink.handle(updates(1));
+  await time.tick(500);
+  await sink.handle(updates(2));
+  assert.equal(sink.stats!().oldestPendingSince, 1_000_000);
+  consumer.open(1);
+  await flush();
+  assert.equal(sink.stats!().oldestPendingSince, 1_000_500);
+  consumer.open(2);
+  await sink.idle?.();
+  assert.equal(sink.stats!().oldestPendingSince, undefined);
 });
 
 Deno.test("snapshot() lists the unfinished updates in the order they were taken", async () => {
@@ -456,8 +535,43 @@ Deno.test("sinks reject bad options, naming the option and the value", async (t)
       "TypeError",
       /'errorHandler' must be a function/,
     ],
+    [
+      "a misspelt option",
+      () => createConcurrentSink(consumer, handler, { concurency: 10 } as never),
+      "TypeError",
+      /^Cannot create sink as 'concurency' is not an option: did you mean 'concurrency'\?$/,
+    ],
+    [
+      "a misspelt timeout option",
+      () =>
+        createBatchSink(consumer, handler, {
+          timeout: { milliseconds: 5, handler() {}, handle() {} } as never,
+        }),
+      "TypeError",
+      /^Cannot create sink as 'timeout.handle' is not an option: did you mean 'timeout.handler'\?$/,
+    ],
+    [
+      "an option of another part",
+      () => createSequentialSink(consumer, handler, { speedTrafficBalance: 1 } as never),
+      "TypeError",
+      /^Cannot create sink as 'speedTrafficBalance' is not an option$/,
+    ],
   ];
   for (const [name, create, type, message] of cases) {
     await t.step(name, () => assert.throws(create, { name: type, message }));
   }
+});
+
+Deno.test("run() rejects a misspelt sink option before any request", () => {
+  let requests = 0;
+  const bot = {
+    handleUpdate: async () => {},
+    errorHandler: async () => {},
+    api: { getUpdates: async () => (requests++, []) },
+  };
+  assert.throws(() => run(bot, { sink: { concurency: 10 } as never }), {
+    name: "TypeError",
+    message: "Cannot create sink as 'concurency' is not an option: did you mean 'concurrency'?",
+  });
+  assert.equal(requests, 0);
 });

@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { createSource } from "../mod.ts";
+import { delay } from "../_async.ts";
+import { clock } from "../_clock.ts";
+import { fakeTime } from "./_clock.ts";
 import { flush, isPending } from "./_helpers.ts";
 
 type U = { update_id: number };
@@ -70,27 +73,57 @@ Deno.test("empty batches that come back at once do not starve timers", async () 
 });
 
 Deno.test("speedTrafficBalance pauses between small batches, never longer than maxDelayMilliseconds", async () => {
+  using time = fakeTime();
   const times: number[] = [];
   const source = createSource<U>(
     {
       supply: () => {
-        times.push(Date.now());
+        times.push(clock().now());
         return Promise.resolve([{ update_id: times.length }]);
       },
     },
     { speedTrafficBalance: 1, maxDelayMilliseconds: 30 },
   );
   const batches = source.generator();
-  for (let i = 0; i < 4; i++) await batches.next();
-  const pending = batches.next();
-  assert.ok(await isPending(pending), "the source waits instead of fetching again at once");
-  await pending;
+  await batches.next();
+  for (let i = 0; i < 4; i++) {
+    const pending = batches.next();
+    assert.ok(await isPending(pending), "the source waits instead of fetching again at once");
+    assert.equal(time.nextIn, 30, "one batch of 1 in 30 ms is far from 100: the cap applies");
+    await time.tick(30);
+    await pending;
+  }
   source.close();
   const gaps = times.slice(1).map((t, i) => t - times[i]!);
-  assert.ok(
-    gaps.slice(1).every((gap) => gap >= 20),
-    `gaps ${gaps} should be close to the 30 ms cap`,
+  assert.deepEqual(gaps, [30, 30, 30, 30]);
+});
+
+Deno.test("speedTrafficBalance pauses as long as the recent rate needs to fill the target batch", async () => {
+  using time = fakeTime();
+  // Each call takes 200 ms and brings 40 updates; a balance of 0.5 aims at batches of 50.
+  const source = createSource<U>(
+    {
+      supply: async (_, signal) => {
+        await delay(200, signal);
+        return Array.from({ length: 40 }, () => ({ update_id: 0 }));
+      },
+    },
+    { speedTrafficBalance: 0.5, maxDelayMilliseconds: 1_000 },
   );
+  const batches = source.generator();
+  const first = batches.next();
+  await time.tick(200);
+  await first;
+  const second = batches.next();
+  assert.equal(time.nextIn, 1_000, "no rate is known after one batch: the longest pause");
+  await time.tick(1_000 + 200);
+  await second;
+  // 80 updates in 1 200 ms: 50 more take 750 ms.
+  const third = batches.next();
+  assert.equal(time.nextIn, 750);
+  source.close();
+  await third;
+  assert.equal(time.pending, 0, "close() cleared the pause");
 });
 
 Deno.test("speedTrafficBalance 0 fetches again at once", async () => {
@@ -114,4 +147,13 @@ Deno.test("createSource rejects bad options, naming the option and the value", (
     message: /'maxDelayMilliseconds'.*-1/,
   });
   assert.throws(() => createSource({} as never), { name: "TypeError", message: /'supplier'/ });
+  assert.throws(() => createSource(supplier, { maxDelayMiliseconds: 100 } as never), {
+    name: "TypeError",
+    message:
+      "Cannot create source as 'maxDelayMiliseconds' is not an option: did you mean 'maxDelayMilliseconds'?",
+  });
+  assert.throws(() => createSource(supplier, { concurrency: 4 } as never), {
+    name: "TypeError",
+    message: "Cannot create source as 'concurrency' is not an option",
+  });
 });
