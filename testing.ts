@@ -181,6 +181,10 @@ const MESSAGE = {
   chat: { id: 1, type: "private", first_name: "User" },
 };
 const encoder = new TextEncoder();
+/** How long `close()` lets answers reach clients that read them slowly, or never. */
+const CLOSE_GRACE_MS = 1_000;
+/** What a request's parameters read as once the server is closing. */
+const CLOSING = Symbol("closing");
 
 /**
  * A fake Telegram Bot API server on 127.0.0.1 for grammY bots. Start it, point
@@ -231,7 +235,12 @@ export class FakeBotApi implements AsyncDisposable {
   #counts = { delivered: 0, confirmed: 0, redelivered: 0, getUpdatesErrors: 0 };
   #redeliveredIds = new Set<number>();
   #requests = new Map<string, number>();
+  /** Aborts when `close()` is called: every handler then answers at once. */
   #closing = new AbortController();
+  /** Aborts when the answers are out (or the grace is over): cuts every connection left. */
+  #stopServing = new AbortController();
+  /** One promise per request, settled once its answer was sent or could not be. */
+  #answers = new Set<Promise<void>>();
   #closed: Promise<void> | undefined;
 
   /**
@@ -294,10 +303,15 @@ export class FakeBotApi implements AsyncDisposable {
     // out of what the client reads.
     const onError = (error: unknown) =>
       respond(failure(500, String(error).replaceAll(token, "<token>")));
-    this.#server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {}, onError },
-      (request) => this.#handle(request),
-    );
+    // Aborting `signal` closes every connection at once (see #shutDown).
+    const serving = { hostname: "127.0.0.1", port: 0, signal: this.#stopServing.signal };
+    this.#server = Deno.serve({ ...serving, onListen() {}, onError }, (request, info) => {
+      const answered: Promise<void> = info.completed.catch(() => {}).finally(() =>
+        this.#answers.delete(answered)
+      );
+      this.#answers.add(answered);
+      return this.#handle(request);
+    });
     this.apiRoot = `http://127.0.0.1:${this.#server.addr.port}`;
   }
 
@@ -460,8 +474,11 @@ export class FakeBotApi implements AsyncDisposable {
   }
 
   /**
-   * Answers a held long poll with no updates, stops the server and waits
-   * until it has shut down. Calling it again returns the same promise.
+   * Answers a held long poll with no updates and every other request with a
+   * 500 "the server is closing", lets those answers reach their clients (for
+   * at most a second), then closes every connection and waits until the
+   * server has shut down. It ends whatever clients do, even one that sent
+   * only part of a request. Calling it again returns the same promise.
    *
    * @returns A promise that resolves once the server is closed.
    */
@@ -481,7 +498,18 @@ export class FakeBotApi implements AsyncDisposable {
     for (const waiter of this.#waiters) {
       waiter.settle(closedBefore(waiter.offset));
     }
-    await this.#server.shutdown();
+    // Deno's graceful `shutdown()` would wait forever for a request whose
+    // body never ends, and cannot be forced once begun. So wait until every
+    // answer is out (or the grace is over), let the server write them out,
+    // then close every connection.
+    const graceOver = new AbortController();
+    await Promise.race([Promise.all(this.#answers), delay(CLOSE_GRACE_MS, graceOver.signal)]);
+    graceOver.abort();
+    // An answer counts as sent before its bytes are on the socket: one turn
+    // of the event loop lets the server write them.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.#stopServing.abort();
+    await this.#server.finished;
   }
 
   async #handle(request: Request): Promise<Response> {
@@ -490,7 +518,8 @@ export class FakeBotApi implements AsyncDisposable {
     if (path[1] !== this.token) return respond(failure(401, "Unauthorized"));
     const method = path[2]!;
     this.#requests.set(method, (this.#requests.get(method) ?? 0) + 1);
-    const params = await readParams(request);
+    const params = await unlessAborted(readParams(request), this.#closing.signal);
+    if (params === CLOSING) return respond(closingFailure());
     if (params === undefined) {
       return respond(failure(400, "Bad Request: cannot parse the parameters"));
     }
@@ -646,11 +675,7 @@ export class FakeBotApi implements AsyncDisposable {
       return respond(failure(400, "Bad Request: message text is empty"));
     }
     if (this.#sendMessageLatency > 0) await delay(this.#sendMessageLatency, this.#closing.signal);
-    if (this.#closing.signal.aborted) {
-      return respond(
-        failure(500, "Internal Server Error: the server is closing"),
-      );
-    }
+    if (this.#closing.signal.aborted) return respond(closingFailure());
     this.#sent.push({ chat_id, text });
     const message: Message = {
       message_id: ++this.#messageId,
@@ -683,6 +708,10 @@ function failure(
   return { ok: false, error_code: code, description, parameters };
 }
 
+function closingFailure(): Answer {
+  return failure(500, "Internal Server Error: the server is closing");
+}
+
 function respond(answer: Answer): Response {
   return Response.json(answer, { status: answer.ok ? 200 : answer.error_code });
 }
@@ -709,6 +738,17 @@ async function readParams(
   } catch {
     return undefined;
   }
+}
+
+/** What `promise` resolves to, or {@linkcode CLOSING} as soon as `signal` aborts. */
+function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | typeof CLOSING> {
+  if (signal.aborted) return Promise.resolve(CLOSING);
+  const { promise: aborted, resolve } = Promise.withResolvers<typeof CLOSING>();
+  const onAbort = () => resolve(CLOSING);
+  signal.addEventListener("abort", onAbort, { once: true });
+  return Promise.race([promise, aborted]).finally(() =>
+    signal.removeEventListener("abort", onAbort)
+  );
 }
 
 function readFaults(

@@ -292,6 +292,32 @@ Deno.test("close() answers a held long poll with no updates, and is idempotent",
   await assert.rejects(bot.api.getMe(), HttpError);
 });
 
+Deno.test("close() ends while a client holds back the rest of its request", async (t) => {
+  async function holdBack(head: (token: string) => string): Promise<void> {
+    const api = await FakeBotApi.start();
+    using connection = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: Number(new URL(api.apiRoot).port),
+    });
+    const text = head(api.token);
+    await connection.write(new TextEncoder().encode(text));
+    if (text.includes("\r\n\r\n")) await until(() => api.stats.requests.getUpdates === 1);
+    await api.close();
+    // The server hung up: the client reads to the end (or is reset) instead of waiting.
+    const buffer = new Uint8Array(1024);
+    while (await connection.read(buffer).catch(() => null) !== null);
+  }
+  await t.step("a body shorter than its Content-Length", async () => {
+    await holdBack((token) =>
+      `POST /bot${token}/getUpdates HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+      `Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"offset":`
+    );
+  });
+  await t.step("a head that never ends", async () => {
+    await holdBack((token) => `POST /bot${token}/getUpdates HTTP/1.1\r\nContent-Le`);
+  });
+});
+
 Deno.test("whenConfirmed resolves once the offset is confirmed, and rejects on abort or close", async (t) => {
   const api = await FakeBotApi.start();
   const bot = botFor(api);
