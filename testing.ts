@@ -229,6 +229,7 @@ export class FakeBotApi implements AsyncDisposable {
   #held: HeldPoll | undefined;
   #waiters = new Set<Waiter>();
   #conflictUntil = 0;
+  #allowedUpdates: readonly string[] | undefined;
   #malformedAnswers = 0;
   #messageId = 0;
   #sent: Array<{ chat_id: number | string; text: string }> = [];
@@ -396,6 +397,31 @@ export class FakeBotApi implements AsyncDisposable {
     return this.#offset;
   }
 
+  /**
+   * Tells which update types the bot asked for through `allowed_updates`.
+   * Like Telegram, the server keeps the last list a `getUpdates` gave; unlike
+   * Telegram, it still delivers every pushed update.
+   *
+   * @example
+   * ```ts
+   * import { Bot } from "grammy";
+   * import { FakeBotApi } from "@grammyx/runner/testing";
+   * import assert from "node:assert/strict";
+   *
+   * await using api = await FakeBotApi.start();
+   * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+   * assert.equal(api.allowedUpdates(), undefined);
+   * await bot.api.getUpdates({ allowed_updates: ["message", "callback_query"] });
+   * await bot.api.getUpdates();
+   * assert.deepEqual(api.allowedUpdates(), ["message", "callback_query"]);
+   * ```
+   *
+   * @returns The update types, or `undefined` if no call gave any.
+   */
+  allowedUpdates(): readonly string[] | undefined {
+    return this.#allowedUpdates;
+  }
+
   /** Tells whether a `getUpdates` call is held, waiting for updates. @returns `true` if so. */
   longPolling(): boolean {
     return this.#held !== undefined;
@@ -533,6 +559,7 @@ export class FakeBotApi implements AsyncDisposable {
     if (fault !== undefined) return fault;
     if (Date.now() < this.#conflictUntil) return respond(this.#conflict());
     this.#held?.answer(this.#conflict());
+    this.#allowedUpdates = readAllowedUpdates(params.allowed_updates) ?? this.#allowedUpdates;
     const offset = Math.trunc(toNumber(params.offset, 0));
     const limit = Math.min(
       Math.max(Math.trunc(toNumber(params.limit, 100)), 1),
@@ -716,28 +743,54 @@ function respond(answer: Answer): Response {
   return Response.json(answer, { status: answer.ok ? 200 : answer.error_code });
 }
 
-/** Reads the JSON or multipart parameters of a call. @returns `undefined` if unreadable. */
+/**
+ * Reads the parameters of a call the ways Telegram takes them: the query
+ * string, then a URL-encoded, multipart or JSON body, whose values win. Query
+ * and form values stay strings, as Telegram gets them.
+ *
+ * @returns `undefined` if unreadable.
+ */
 async function readParams(
   request: Request,
 ): Promise<Record<string, unknown> | undefined> {
+  const params: Record<string, unknown> = Object.fromEntries(
+    new URL(request.url).searchParams,
+  );
+  const type = request.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase();
   try {
-    if (
-      request.headers.get("content-type")?.startsWith("multipart/form-data")
-    ) {
-      const params: Record<string, unknown> = {};
+    if (type === "multipart/form-data" || type === "application/x-www-form-urlencoded") {
       for (const [name, value] of await request.formData()) {
         params[name] = typeof value === "string" ? value : value.name;
       }
       return params;
     }
     const text = await request.text();
-    const params: unknown = text === "" ? {} : JSON.parse(text);
-    const isObject = typeof params === "object" && params !== null &&
-      !Array.isArray(params);
-    return isObject ? params as Record<string, unknown> : undefined;
+    if (text === "") return params;
+    const body: unknown = JSON.parse(text);
+    const isObject = typeof body === "object" && body !== null && !Array.isArray(body);
+    return isObject ? { ...params, ...body } : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Reads `allowed_updates` like Telegram: an array of strings, or the JSON
+ * text of one (as query strings and forms carry it).
+ *
+ * @returns The update types, or `undefined` if missing or unreadable (Telegram then keeps the previous setting).
+ */
+function readAllowedUpdates(value: unknown): string[] | undefined {
+  let list: unknown = value;
+  if (typeof value === "string") {
+    try {
+      list = JSON.parse(value);
+    } catch {
+      return undefined;
+    }
+  }
+  if (!Array.isArray(list) || !list.every((item) => typeof item === "string")) return undefined;
+  return list;
 }
 
 /** What `promise` resolves to, or {@linkcode CLOSING} as soon as `signal` aborts. */

@@ -163,6 +163,92 @@ Deno.test("a wrong token gets 401 and an unknown path 404", async () => {
   assert.deepEqual(api.stats.requests, {});
 });
 
+Deno.test("parameters are read from the query string and from URL-encoded, JSON and multipart bodies", async (t) => {
+  const types = JSON.stringify(["message", "callback_query"]);
+  const forms: Array<[string, (url: string) => Promise<Response>]> = [
+    [
+      "query string",
+      (url) => fetch(`${url}?offset=2&limit=1&allowed_updates=${encodeURIComponent(types)}`),
+    ],
+    [
+      "URL-encoded body",
+      (url) =>
+        fetch(url, {
+          method: "POST",
+          body: new URLSearchParams({ offset: "2", limit: "1", allowed_updates: types }),
+        }),
+    ],
+    [
+      "JSON body",
+      (url) =>
+        fetch(url, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ offset: 2, limit: 1, allowed_updates: JSON.parse(types) }),
+        }),
+    ],
+    [
+      "JSON body with Telegram's string values",
+      (url) =>
+        fetch(url, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ offset: "2", limit: "1", allowed_updates: types }),
+        }),
+    ],
+    [
+      "multipart body",
+      (url) => {
+        const form = new FormData();
+        form.set("offset", "2");
+        form.set("limit", "1");
+        form.set("allowed_updates", types);
+        return fetch(url, { method: "POST", body: form });
+      },
+    ],
+    [
+      "query string and body, the body winning",
+      (url) =>
+        fetch(`${url}?offset=2&limit=3`, {
+          method: "POST",
+          body: new URLSearchParams({ limit: "1", allowed_updates: types }),
+        }),
+    ],
+  ];
+  for (const [form, call] of forms) {
+    await t.step(form, async () => {
+      await using api = await FakeBotApi.start();
+      api.pushMessages(3);
+      const response = await call(`${api.apiRoot}/bot${api.token}/getUpdates`);
+      const answer = await response.json();
+      assert.equal(answer.ok, true, JSON.stringify(answer));
+      assert.deepEqual(ids(answer.result), [2], "offset 2 and limit 1 were applied");
+      assert.equal(api.offset(), 2);
+      assert.equal(api.pending(), 2);
+      assert.deepEqual(api.allowedUpdates(), ["message", "callback_query"]);
+    });
+  }
+  await t.step("sendMessage from a URL-encoded body", async () => {
+    await using api = await FakeBotApi.start();
+    const response = await fetch(`${api.apiRoot}/bot${api.token}/sendMessage`, {
+      method: "POST",
+      body: new URLSearchParams({ chat_id: "7", text: "hi" }),
+    });
+    const answer = await response.json();
+    assert.equal(answer.result.chat.id, 7);
+    assert.deepEqual(api.sentMessages, [{ chat_id: "7", text: "hi" }]);
+  });
+  await t.step("allowed_updates is kept until a call gives a readable one", async () => {
+    await using api = await FakeBotApi.start();
+    const url = `${api.apiRoot}/bot${api.token}/getUpdates`;
+    await (await fetch(`${url}?allowed_updates=${encodeURIComponent('["message"]')}`)).body
+      ?.cancel();
+    await (await fetch(url)).body?.cancel();
+    await (await fetch(`${url}?allowed_updates=message`)).body?.cancel();
+    assert.deepEqual(api.allowedUpdates(), ["message"]);
+  });
+});
+
 Deno.test("sendMessage waits its latency, records the message and answers it", async () => {
   await using api = await FakeBotApi.start({ sendMessageLatency: 5 });
   const bot = botFor(api);
