@@ -140,6 +140,34 @@ export interface PushMessagesOptions {
 }
 
 /**
+ * Options of {@linkcode FakeBotApi.pushCommand}.
+ *
+ * @example
+ * ```ts
+ * import { Bot } from "grammy";
+ * import { FakeBotApi } from "@grammyx/runner/testing";
+ * import assert from "node:assert/strict";
+ *
+ * await using api = await FakeBotApi.start();
+ * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+ * api.pushCommand("help", { chat: 7, username: "fake_bot", payload: "topics" });
+ * const [update] = await bot.api.getUpdates();
+ * assert.equal(update?.message?.text, "/help@fake_bot topics");
+ * assert.deepEqual(update?.message?.entities, [{ type: "bot_command", offset: 0, length: 14 }]);
+ * ```
+ */
+export interface PushCommandOptions {
+  /** Id of the private chat the command is sent in. @default 1 */
+  chat?: number;
+  /** Id of the sender. @default the chat id */
+  user?: number;
+  /** Text after the command and a space, grammY's `ctx.match`. @default "" (none) */
+  payload?: string;
+  /** Bot username the command is addressed to, as in `/start@fake_bot`. @default none */
+  username?: string;
+}
+
+/**
  * An update for {@linkcode FakeBotApi.push}: a grammY `Update`, with or
  * without `update_id`. (Tagged so that `deno doc --lint` accepts a type of
  * another package in a public signature.)
@@ -147,6 +175,9 @@ export interface PushMessagesOptions {
  * @internal
  */
 type UpdateToPush = Omit<Update, "update_id"> | Update;
+
+/** A message as `Update.message` holds it (not from a channel). */
+type NewMessage = NonNullable<Update["message"]>;
 
 type Answer =
   | { ok: true; result: unknown }
@@ -183,6 +214,8 @@ const MESSAGE = {
 const encoder = new TextEncoder();
 /** How long `close()` lets answers reach clients that read them slowly, or never. */
 const CLOSE_GRACE_MS = 1_000;
+/** What Telegram marks as a command at the start of a text: `/name` or `/name@username`. */
+const COMMAND = /^\/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{1,32})?/;
 /** What a request's parameters read as once the server is closing. */
 const CLOSING = Symbol("closing");
 
@@ -344,7 +377,9 @@ export class FakeBotApi implements AsyncDisposable {
   }
 
   /**
-   * Queues `count` text messages in private chats.
+   * Queues `count` text messages in private chats. A text that starts with a
+   * command, such as `/start` or `/help@fake_bot`, gets the `bot_command`
+   * entity Telegram adds (only there: a command later in a text gets none).
    *
    * @param count How many messages to queue.
    * @param options Chats, senders and texts of the messages.
@@ -362,19 +397,69 @@ export class FakeBotApi implements AsyncDisposable {
     check("Cannot push messages", "chats", chats, "a positive integer");
     const date = Math.floor(Date.now() / 1000);
     return this.#enqueue(Array.from({ length: count }, (_, index) => {
-      const id = chatOf(index, this.#updateRandom);
-      const chat = { id, type: "private", first_name: "User" } as const;
-      const from = { id: userOf(index, id), is_bot: false, first_name: "User" };
-      return {
-        message: {
-          message_id: ++this.#messageId,
-          date,
-          chat,
-          from,
-          text: text(index),
-        },
-      };
+      const chatId = chatOf(index, this.#updateRandom);
+      return { message: this.#textMessage(chatId, userOf(index, chatId), text(index), date) };
     }));
+  }
+
+  /**
+   * Queues a command, such as `/start payload`, sent in a private chat, with
+   * the `bot_command` entity Telegram adds, so that grammY's `bot.command()`
+   * takes it.
+   *
+   * @example
+   * ```ts
+   * import { Bot } from "grammy";
+   * import { FakeBotApi } from "@grammyx/runner/testing";
+   * import assert from "node:assert/strict";
+   *
+   * await using api = await FakeBotApi.start();
+   * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+   * bot.command("start", (ctx) => ctx.reply(`welcome, ${ctx.match}`));
+   * await bot.init();
+   * api.pushCommand("start", { chat: 5, payload: "ref42" });
+   * for (const update of await bot.api.getUpdates()) {
+   *   await bot.handleUpdate(update);
+   * }
+   * assert.deepEqual(api.sentMessages, [{ chat_id: 5, text: "welcome, ref42" }]);
+   * ```
+   *
+   * @param command The command without its slash, such as `"start"`.
+   * @param options Chat, sender, payload and bot username of the command.
+   * @returns The id of its update.
+   * @throws {TypeError | RangeError} If `command` or an option has the wrong type or shape.
+   */
+  pushCommand(command: string, options?: PushCommandOptions): number {
+    const context = "Cannot push a command";
+    const { chat = 1, user = chat, payload = "", username } = options ?? {};
+    if (typeof command !== "string" || !/^[A-Za-z0-9_]{1,32}$/.test(command)) {
+      throw new TypeError(
+        `${context} as 'command' must be 1 to 32 letters, digits or underscores: current value is ${
+          show(command)
+        }`,
+      );
+    }
+    check(context, "chat", chat, "a positive integer");
+    check(context, "user", user, "a positive integer");
+    if (typeof payload !== "string") {
+      throw new TypeError(
+        `${context} as 'payload' must be a string: current value is ${show(payload)}`,
+      );
+    }
+    if (
+      username !== undefined &&
+      (typeof username !== "string" || !/^[A-Za-z0-9_]{1,32}$/.test(username))
+    ) {
+      throw new TypeError(
+        `${context} as 'username' must be a bot username without '@': current value is ${
+          show(username)
+        }`,
+      );
+    }
+    const text = `/${command}${username === undefined ? "" : `@${username}`}` +
+      (payload === "" ? "" : ` ${payload}`);
+    const date = Math.floor(Date.now() / 1000);
+    return this.#enqueue([{ message: this.#textMessage(chat, user, text, date) }])[0]!;
   }
 
   /**
@@ -688,6 +773,22 @@ export class FakeBotApi implements AsyncDisposable {
     const selected = held ? this.#select(held.offset, held.limit) : [];
     if (selected.length > 0) held?.answer(success(this.#deliver(selected)));
     return ids;
+  }
+
+  /** A text message in a private chat, with the entity Telegram gives a leading command. */
+  #textMessage(chatId: number, userId: number, text: string, date: number): NewMessage {
+    const message: NewMessage = {
+      message_id: ++this.#messageId,
+      date,
+      chat: { id: chatId, type: "private", first_name: "User" },
+      from: { id: userId, is_bot: false, first_name: "User" },
+      text,
+    };
+    const command = COMMAND.exec(text)?.[0];
+    if (command !== undefined) {
+      message.entities = [{ type: "bot_command", offset: 0, length: command.length }];
+    }
+    return message;
   }
 
   async #sendMessage(params: Record<string, unknown>): Promise<Response> {

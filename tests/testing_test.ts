@@ -471,6 +471,43 @@ Deno.test("pushMessages makes private text messages in seeded chats", async () =
   );
 });
 
+Deno.test("pushed commands carry Telegram's bot_command entity, so bot.command() takes them", async () => {
+  await using api = await FakeBotApi.start();
+  const texts = ["/start", "/start payload", "/help@fake_bot", "/help@other_bot", "hello /start"];
+  api.pushMessages(texts.length, { chatOf: (index) => index + 1, text: (index) => texts[index]! });
+  const command = api.pushCommand("start", { chat: 10, payload: "ref42" });
+  api.pushCommand("help", { chat: 11, user: 99, username: "fake_bot" });
+  const bot = botFor(api);
+  const taken: Array<[string, number, string]> = [];
+  bot.command("start", (ctx) => void taken.push(["start", ctx.chat.id, ctx.match]));
+  bot.command("help", (ctx) => void taken.push(["help", ctx.chat.id, ctx.match]));
+  await bot.init();
+
+  const updates = await bot.api.getUpdates();
+  assert.deepEqual(
+    updates.map(({ message }) => [message?.text, message?.entities]),
+    [
+      ["/start", [{ type: "bot_command", offset: 0, length: 6 }]],
+      ["/start payload", [{ type: "bot_command", offset: 0, length: 6 }]],
+      ["/help@fake_bot", [{ type: "bot_command", offset: 0, length: 14 }]],
+      ["/help@other_bot", [{ type: "bot_command", offset: 0, length: 15 }]],
+      ["hello /start", undefined],
+      ["/start ref42", [{ type: "bot_command", offset: 0, length: 6 }]],
+      ["/help@fake_bot", [{ type: "bot_command", offset: 0, length: 14 }]],
+    ],
+  );
+  assert.equal(updates.at(-2)?.update_id, command);
+  assert.equal(updates.at(-1)?.message?.from?.id, 99);
+  for (const update of updates) await bot.handleUpdate(update);
+  assert.deepEqual(taken, [
+    ["start", 1, ""],
+    ["start", 2, "payload"],
+    ["help", 3, ""],
+    ["start", 10, "ref42"],
+    ["help", 11, ""],
+  ]);
+});
+
 Deno.test("start() rejects bad options, naming the option and the value", async (t) => {
   const cases: Array<[string, unknown, ErrorConstructor, string]> = [
     [
@@ -537,6 +574,22 @@ Deno.test("start() rejects bad options, naming the option and the value", async 
     assert.throws(() => api.pushMessages(-1), RangeError);
     assert.throws(() => api.pushMessages(1, { chats: 0 }), RangeError);
     assert.throws(() => api.conflictFor(-1), RangeError);
+  });
+  await t.step("pushCommand", async () => {
+    await using api = await FakeBotApi.start();
+    assert.throws(() => api.pushCommand("/start"), {
+      name: "TypeError",
+      message:
+        "Cannot push a command as 'command' must be 1 to 32 letters, digits or underscores: current value is \"/start\"",
+    });
+    assert.throws(() => api.pushCommand("st art"), TypeError);
+    assert.throws(() => api.pushCommand("start", { chat: 0 }), {
+      name: "RangeError",
+      message: "Cannot push a command as 'chat' must be a positive integer: current value is 0",
+    });
+    assert.throws(() => api.pushCommand("start", { username: "@fake_bot" }), TypeError);
+    assert.throws(() => api.pushCommand("start", { payload: 1 as never }), TypeError);
+    assert.equal(api.pending(), 0);
   });
 });
 
