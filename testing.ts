@@ -280,12 +280,12 @@ export class FakeBotApi implements AsyncDisposable {
   /**
    * Starts a fake Bot API server on 127.0.0.1, on a free port.
    *
-   * @param options Token, seed, faults and latency of the server.
+   * @param options Token, seed, faults and latency of the server (default: `{}`).
    * @returns The running server; close it when done.
    * @throws {TypeError | RangeError} If an option has the wrong type or range.
    */
-  static start(options: FakeBotApiOptions = {}): Promise<FakeBotApi> {
-    return Promise.resolve().then(() => new FakeBotApi(options));
+  static start(options?: FakeBotApiOptions): Promise<FakeBotApi> {
+    return Promise.resolve().then(() => new FakeBotApi(options ?? {}));
   }
 
   private constructor(options: FakeBotApiOptions) {
@@ -382,18 +382,18 @@ export class FakeBotApi implements AsyncDisposable {
    * entity Telegram adds (only there: a command later in a text gets none).
    *
    * @param count How many messages to queue.
-   * @param options Chats, senders and texts of the messages.
+   * @param options Chats, senders and texts of the messages (default: `{}`).
    * @returns The ids of their updates.
    * @throws {TypeError | RangeError} If `count` or `options.chats` is not an integer in range.
    */
-  pushMessages(count: number, options: PushMessagesOptions = {}): number[] {
+  pushMessages(count: number, options?: PushMessagesOptions): number[] {
     check("Cannot push messages", "count", count, "a non-negative integer");
     const {
       chats = 1,
       chatOf = (_: number, random: () => number) => 1 + Math.floor(random() * chats),
       userOf = (_: number, chatId: number) => chatId,
       text = (index: number) => `message ${index}`,
-    } = options;
+    } = options ?? {};
     check("Cannot push messages", "chats", chats, "a positive integer");
     const date = Math.floor(Date.now() / 1000);
     return this.#enqueue(Array.from({ length: count }, (_, index) => {
@@ -425,7 +425,7 @@ export class FakeBotApi implements AsyncDisposable {
    * ```
    *
    * @param command The command without its slash, such as `"start"`.
-   * @param options Chat, sender, payload and bot username of the command.
+   * @param options Chat, sender, payload and bot username of the command (default: `{}`).
    * @returns The id of its update.
    * @throws {TypeError | RangeError} If `command` or an option has the wrong type or shape.
    */
