@@ -140,6 +140,34 @@ export interface PushMessagesOptions {
 }
 
 /**
+ * Options of {@linkcode FakeBotApi.pushCommand}.
+ *
+ * @example
+ * ```ts
+ * import { Bot } from "grammy";
+ * import { FakeBotApi } from "@grammyx/runner/testing";
+ * import assert from "node:assert/strict";
+ *
+ * await using api = await FakeBotApi.start();
+ * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+ * api.pushCommand("help", { chat: 7, username: "fake_bot", payload: "topics" });
+ * const [update] = await bot.api.getUpdates();
+ * assert.equal(update?.message?.text, "/help@fake_bot topics");
+ * assert.deepEqual(update?.message?.entities, [{ type: "bot_command", offset: 0, length: 14 }]);
+ * ```
+ */
+export interface PushCommandOptions {
+  /** Id of the private chat the command is sent in. @default 1 */
+  chat?: number;
+  /** Id of the sender. @default the chat id */
+  user?: number;
+  /** Text after the command and a space, grammY's `ctx.match`. @default "" (none) */
+  payload?: string;
+  /** Bot username the command is addressed to, as in `/start@fake_bot`. @default none */
+  username?: string;
+}
+
+/**
  * An update for {@linkcode FakeBotApi.push}: a grammY `Update`, with or
  * without `update_id`. (Tagged so that `deno doc --lint` accepts a type of
  * another package in a public signature.)
@@ -147,6 +175,9 @@ export interface PushMessagesOptions {
  * @internal
  */
 type UpdateToPush = Omit<Update, "update_id"> | Update;
+
+/** A message as `Update.message` holds it (not from a channel). */
+type NewMessage = NonNullable<Update["message"]>;
 
 type Answer =
   | { ok: true; result: unknown }
@@ -181,6 +212,12 @@ const MESSAGE = {
   chat: { id: 1, type: "private", first_name: "User" },
 };
 const encoder = new TextEncoder();
+/** How long `close()` lets answers reach clients that read them slowly, or never. */
+const CLOSE_GRACE_MS = 1_000;
+/** What Telegram marks as a command at the start of a text: `/name` or `/name@username`. */
+const COMMAND = /^\/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{1,32})?/;
+/** What a request's parameters read as once the server is closing. */
+const CLOSING = Symbol("closing");
 
 /**
  * A fake Telegram Bot API server on 127.0.0.1 for grammY bots. Start it, point
@@ -225,24 +262,30 @@ export class FakeBotApi implements AsyncDisposable {
   #held: HeldPoll | undefined;
   #waiters = new Set<Waiter>();
   #conflictUntil = 0;
+  #allowedUpdates: readonly string[] | undefined;
   #malformedAnswers = 0;
   #messageId = 0;
   #sent: Array<{ chat_id: number | string; text: string }> = [];
   #counts = { delivered: 0, confirmed: 0, redelivered: 0, getUpdatesErrors: 0 };
   #redeliveredIds = new Set<number>();
   #requests = new Map<string, number>();
+  /** Aborts when `close()` is called: every handler then answers at once. */
   #closing = new AbortController();
+  /** Aborts when the answers are out (or the grace is over): cuts every connection left. */
+  #stopServing = new AbortController();
+  /** One promise per request, settled once its answer was sent or could not be. */
+  #answers = new Set<Promise<void>>();
   #closed: Promise<void> | undefined;
 
   /**
    * Starts a fake Bot API server on 127.0.0.1, on a free port.
    *
-   * @param options Token, seed, faults and latency of the server.
+   * @param options Token, seed, faults and latency of the server (default: `{}`).
    * @returns The running server; close it when done.
    * @throws {TypeError | RangeError} If an option has the wrong type or range.
    */
-  static start(options: FakeBotApiOptions = {}): Promise<FakeBotApi> {
-    return Promise.resolve().then(() => new FakeBotApi(options));
+  static start(options?: FakeBotApiOptions): Promise<FakeBotApi> {
+    return Promise.resolve().then(() => new FakeBotApi(options ?? {}));
   }
 
   private constructor(options: FakeBotApiOptions) {
@@ -294,10 +337,15 @@ export class FakeBotApi implements AsyncDisposable {
     // out of what the client reads.
     const onError = (error: unknown) =>
       respond(failure(500, String(error).replaceAll(token, "<token>")));
-    this.#server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {}, onError },
-      (request) => this.#handle(request),
-    );
+    // Aborting `signal` closes every connection at once (see #shutDown).
+    const serving = { hostname: "127.0.0.1", port: 0, signal: this.#stopServing.signal };
+    this.#server = Deno.serve({ ...serving, onListen() {}, onError }, (request, info) => {
+      const answered: Promise<void> = info.completed.catch(() => {}).finally(() =>
+        this.#answers.delete(answered)
+      );
+      this.#answers.add(answered);
+      return this.#handle(request);
+    });
     this.apiRoot = `http://127.0.0.1:${this.#server.addr.port}`;
   }
 
@@ -329,37 +377,89 @@ export class FakeBotApi implements AsyncDisposable {
   }
 
   /**
-   * Queues `count` text messages in private chats.
+   * Queues `count` text messages in private chats. A text that starts with a
+   * command, such as `/start` or `/help@fake_bot`, gets the `bot_command`
+   * entity Telegram adds (only there: a command later in a text gets none).
    *
    * @param count How many messages to queue.
-   * @param options Chats, senders and texts of the messages.
+   * @param options Chats, senders and texts of the messages (default: `{}`).
    * @returns The ids of their updates.
    * @throws {TypeError | RangeError} If `count` or `options.chats` is not an integer in range.
    */
-  pushMessages(count: number, options: PushMessagesOptions = {}): number[] {
+  pushMessages(count: number, options?: PushMessagesOptions): number[] {
     check("Cannot push messages", "count", count, "a non-negative integer");
     const {
       chats = 1,
       chatOf = (_: number, random: () => number) => 1 + Math.floor(random() * chats),
       userOf = (_: number, chatId: number) => chatId,
       text = (index: number) => `message ${index}`,
-    } = options;
+    } = options ?? {};
     check("Cannot push messages", "chats", chats, "a positive integer");
     const date = Math.floor(Date.now() / 1000);
     return this.#enqueue(Array.from({ length: count }, (_, index) => {
-      const id = chatOf(index, this.#updateRandom);
-      const chat = { id, type: "private", first_name: "User" } as const;
-      const from = { id: userOf(index, id), is_bot: false, first_name: "User" };
-      return {
-        message: {
-          message_id: ++this.#messageId,
-          date,
-          chat,
-          from,
-          text: text(index),
-        },
-      };
+      const chatId = chatOf(index, this.#updateRandom);
+      return { message: this.#textMessage(chatId, userOf(index, chatId), text(index), date) };
     }));
+  }
+
+  /**
+   * Queues a command, such as `/start payload`, sent in a private chat, with
+   * the `bot_command` entity Telegram adds, so that grammY's `bot.command()`
+   * takes it.
+   *
+   * @example
+   * ```ts
+   * import { Bot } from "grammy";
+   * import { FakeBotApi } from "@grammyx/runner/testing";
+   * import assert from "node:assert/strict";
+   *
+   * await using api = await FakeBotApi.start();
+   * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+   * bot.command("start", (ctx) => ctx.reply(`welcome, ${ctx.match}`));
+   * await bot.init();
+   * api.pushCommand("start", { chat: 5, payload: "ref42" });
+   * for (const update of await bot.api.getUpdates()) {
+   *   await bot.handleUpdate(update);
+   * }
+   * assert.deepEqual(api.sentMessages, [{ chat_id: 5, text: "welcome, ref42" }]);
+   * ```
+   *
+   * @param command The command without its slash, such as `"start"`.
+   * @param options Chat, sender, payload and bot username of the command (default: `{}`).
+   * @returns The id of its update.
+   * @throws {TypeError | RangeError} If `command` or an option has the wrong type or shape.
+   */
+  pushCommand(command: string, options?: PushCommandOptions): number {
+    const context = "Cannot push a command";
+    const { chat = 1, user = chat, payload = "", username } = options ?? {};
+    if (typeof command !== "string" || !/^[A-Za-z0-9_]{1,32}$/.test(command)) {
+      throw new TypeError(
+        `${context} as 'command' must be 1 to 32 letters, digits or underscores: current value is ${
+          show(command)
+        }`,
+      );
+    }
+    check(context, "chat", chat, "a positive integer");
+    check(context, "user", user, "a positive integer");
+    if (typeof payload !== "string") {
+      throw new TypeError(
+        `${context} as 'payload' must be a string: current value is ${show(payload)}`,
+      );
+    }
+    if (
+      username !== undefined &&
+      (typeof username !== "string" || !/^[A-Za-z0-9_]{1,32}$/.test(username))
+    ) {
+      throw new TypeError(
+        `${context} as 'username' must be a bot username without '@': current value is ${
+          show(username)
+        }`,
+      );
+    }
+    const text = `/${command}${username === undefined ? "" : `@${username}`}` +
+      (payload === "" ? "" : ` ${payload}`);
+    const date = Math.floor(Date.now() / 1000);
+    return this.#enqueue([{ message: this.#textMessage(chat, user, text, date) }])[0]!;
   }
 
   /**
@@ -380,6 +480,31 @@ export class FakeBotApi implements AsyncDisposable {
   /** Tells how far updates are confirmed. @returns The greatest `offset` seen, 0 if none. */
   offset(): number {
     return this.#offset;
+  }
+
+  /**
+   * Tells which update types the bot asked for through `allowed_updates`.
+   * Like Telegram, the server keeps the last list a `getUpdates` gave; unlike
+   * Telegram, it still delivers every pushed update.
+   *
+   * @example
+   * ```ts
+   * import { Bot } from "grammy";
+   * import { FakeBotApi } from "@grammyx/runner/testing";
+   * import assert from "node:assert/strict";
+   *
+   * await using api = await FakeBotApi.start();
+   * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+   * assert.equal(api.allowedUpdates(), undefined);
+   * await bot.api.getUpdates({ allowed_updates: ["message", "callback_query"] });
+   * await bot.api.getUpdates();
+   * assert.deepEqual(api.allowedUpdates(), ["message", "callback_query"]);
+   * ```
+   *
+   * @returns The update types, or `undefined` if no call gave any.
+   */
+  allowedUpdates(): readonly string[] | undefined {
+    return this.#allowedUpdates;
   }
 
   /** Tells whether a `getUpdates` call is held, waiting for updates. @returns `true` if so. */
@@ -460,8 +585,11 @@ export class FakeBotApi implements AsyncDisposable {
   }
 
   /**
-   * Answers a held long poll with no updates, stops the server and waits
-   * until it has shut down. Calling it again returns the same promise.
+   * Answers a held long poll with no updates and every other request with a
+   * 500 "the server is closing", lets those answers reach their clients (for
+   * at most a second), then closes every connection and waits until the
+   * server has shut down. It ends whatever clients do, even one that sent
+   * only part of a request. Calling it again returns the same promise.
    *
    * @returns A promise that resolves once the server is closed.
    */
@@ -481,7 +609,18 @@ export class FakeBotApi implements AsyncDisposable {
     for (const waiter of this.#waiters) {
       waiter.settle(closedBefore(waiter.offset));
     }
-    await this.#server.shutdown();
+    // Deno's graceful `shutdown()` would wait forever for a request whose
+    // body never ends, and cannot be forced once begun. So wait until every
+    // answer is out (or the grace is over), let the server write them out,
+    // then close every connection.
+    const graceOver = new AbortController();
+    await Promise.race([Promise.all(this.#answers), delay(CLOSE_GRACE_MS, graceOver.signal)]);
+    graceOver.abort();
+    // An answer counts as sent before its bytes are on the socket: one turn
+    // of the event loop lets the server write them.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.#stopServing.abort();
+    await this.#server.finished;
   }
 
   async #handle(request: Request): Promise<Response> {
@@ -490,7 +629,8 @@ export class FakeBotApi implements AsyncDisposable {
     if (path[1] !== this.token) return respond(failure(401, "Unauthorized"));
     const method = path[2]!;
     this.#requests.set(method, (this.#requests.get(method) ?? 0) + 1);
-    const params = await readParams(request);
+    const params = await unlessAborted(readParams(request), this.#closing.signal);
+    if (params === CLOSING) return respond(closingFailure());
     if (params === undefined) {
       return respond(failure(400, "Bad Request: cannot parse the parameters"));
     }
@@ -504,6 +644,7 @@ export class FakeBotApi implements AsyncDisposable {
     if (fault !== undefined) return fault;
     if (Date.now() < this.#conflictUntil) return respond(this.#conflict());
     this.#held?.answer(this.#conflict());
+    this.#allowedUpdates = readAllowedUpdates(params.allowed_updates) ?? this.#allowedUpdates;
     const offset = Math.trunc(toNumber(params.offset, 0));
     const limit = Math.min(
       Math.max(Math.trunc(toNumber(params.limit, 100)), 1),
@@ -634,6 +775,22 @@ export class FakeBotApi implements AsyncDisposable {
     return ids;
   }
 
+  /** A text message in a private chat, with the entity Telegram gives a leading command. */
+  #textMessage(chatId: number, userId: number, text: string, date: number): NewMessage {
+    const message: NewMessage = {
+      message_id: ++this.#messageId,
+      date,
+      chat: { id: chatId, type: "private", first_name: "User" },
+      from: { id: userId, is_bot: false, first_name: "User" },
+      text,
+    };
+    const command = COMMAND.exec(text)?.[0];
+    if (command !== undefined) {
+      message.entities = [{ type: "bot_command", offset: 0, length: command.length }];
+    }
+    return message;
+  }
+
   async #sendMessage(params: Record<string, unknown>): Promise<Response> {
     const { chat_id, text } = params;
     if (
@@ -646,11 +803,7 @@ export class FakeBotApi implements AsyncDisposable {
       return respond(failure(400, "Bad Request: message text is empty"));
     }
     if (this.#sendMessageLatency > 0) await delay(this.#sendMessageLatency, this.#closing.signal);
-    if (this.#closing.signal.aborted) {
-      return respond(
-        failure(500, "Internal Server Error: the server is closing"),
-      );
-    }
+    if (this.#closing.signal.aborted) return respond(closingFailure());
     this.#sent.push({ chat_id, text });
     const message: Message = {
       message_id: ++this.#messageId,
@@ -683,32 +836,73 @@ function failure(
   return { ok: false, error_code: code, description, parameters };
 }
 
+function closingFailure(): Answer {
+  return failure(500, "Internal Server Error: the server is closing");
+}
+
 function respond(answer: Answer): Response {
   return Response.json(answer, { status: answer.ok ? 200 : answer.error_code });
 }
 
-/** Reads the JSON or multipart parameters of a call. @returns `undefined` if unreadable. */
+/**
+ * Reads the parameters of a call the ways Telegram takes them: the query
+ * string, then a URL-encoded, multipart or JSON body, whose values win. Query
+ * and form values stay strings, as Telegram gets them.
+ *
+ * @returns `undefined` if unreadable.
+ */
 async function readParams(
   request: Request,
 ): Promise<Record<string, unknown> | undefined> {
+  const params: Record<string, unknown> = Object.fromEntries(
+    new URL(request.url).searchParams,
+  );
+  const type = request.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase();
   try {
-    if (
-      request.headers.get("content-type")?.startsWith("multipart/form-data")
-    ) {
-      const params: Record<string, unknown> = {};
+    if (type === "multipart/form-data" || type === "application/x-www-form-urlencoded") {
       for (const [name, value] of await request.formData()) {
         params[name] = typeof value === "string" ? value : value.name;
       }
       return params;
     }
     const text = await request.text();
-    const params: unknown = text === "" ? {} : JSON.parse(text);
-    const isObject = typeof params === "object" && params !== null &&
-      !Array.isArray(params);
-    return isObject ? params as Record<string, unknown> : undefined;
+    if (text === "") return params;
+    const body: unknown = JSON.parse(text);
+    const isObject = typeof body === "object" && body !== null && !Array.isArray(body);
+    return isObject ? { ...params, ...body } : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Reads `allowed_updates` like Telegram: an array of strings, or the JSON
+ * text of one (as query strings and forms carry it).
+ *
+ * @returns The update types, or `undefined` if missing or unreadable (Telegram then keeps the previous setting).
+ */
+function readAllowedUpdates(value: unknown): string[] | undefined {
+  let list: unknown = value;
+  if (typeof value === "string") {
+    try {
+      list = JSON.parse(value);
+    } catch {
+      return undefined;
+    }
+  }
+  if (!Array.isArray(list) || !list.every((item) => typeof item === "string")) return undefined;
+  return list;
+}
+
+/** What `promise` resolves to, or {@linkcode CLOSING} as soon as `signal` aborts. */
+function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | typeof CLOSING> {
+  if (signal.aborted) return Promise.resolve(CLOSING);
+  const { promise: aborted, resolve } = Promise.withResolvers<typeof CLOSING>();
+  const onAbort = () => resolve(CLOSING);
+  signal.addEventListener("abort", onAbort, { once: true });
+  return Promise.race([promise, aborted]).finally(() =>
+    signal.removeEventListener("abort", onAbort)
+  );
 }
 
 function readFaults(

@@ -1,12 +1,14 @@
 /**
  * Renders a scenario's results: one row per subject with the scenario's
  * columns (medians over runs), ratios to other subjects, a status column,
- * and one line per target saying whether it was met and by what margin.
+ * and one line per target saying whether it was met and by what margin. A
+ * `--quick` run's figures are too small to judge, so its target lines give
+ * the figure and the bound as indicative, without a verdict.
  *
  * ```ts ignore
  * import { renderScenario } from "./_table.ts";
  *
- * console.log(renderScenario(scenario, rows).join("\n"));
+ * console.log(renderScenario(scenario, rows, { quick: false }).join("\n"));
  * ```
  *
  * @module
@@ -28,14 +30,25 @@ export interface Row {
   spread: number;
 }
 
+/** How a scenario's results are rendered. */
+export interface RenderOptions {
+  /** A `--quick` run: figures are indicative, targets get no verdict. */
+  quick: boolean;
+}
+
 /**
  * Renders a scenario as a Markdown table plus target lines.
  *
  * @param scenario The scenario (columns, targets)
  * @param rows One row per subject that ran
+ * @param options Whether the figures come from a `--quick` run
  * @returns The lines to print
  */
-export function renderScenario(scenario: Scenario, rows: Row[]): string[] {
+export function renderScenario(
+  scenario: Scenario,
+  rows: Row[],
+  { quick }: RenderOptions,
+): string[] {
   const bySubject = new Map(rows.map((row) => [row.subject, row]));
   const cellsOf = (row: Row) =>
     scenario.columns.map((column) => {
@@ -85,7 +98,7 @@ export function renderScenario(scenario: Scenario, rows: Row[]): string[] {
     rule,
     ...body.map(format),
     ...scenario.targets.map((target) =>
-      checkTarget(target, bySubject, unitOf(scenario, target.key))
+      checkTarget(target, bySubject, unitOf(scenario, target.key), { quick })
     ),
   ];
 }
@@ -96,8 +109,16 @@ function unitOf(scenario: Scenario, key: string): Unit {
     "number";
 }
 
-/** One line: whether a target was met, with the measurement and the bound. */
-export function checkTarget(target: Target, bySubject: Map<string, Row>, unit: Unit): string {
+/**
+ * One line: whether a target was met, with the measurement and the bound; in
+ * a quick run, the measurement and the bound only.
+ */
+export function checkTarget(
+  target: Target,
+  bySubject: Map<string, Row>,
+  unit: Unit,
+  { quick }: RenderOptions,
+): string {
   const value = bySubject.get(target.subject)?.metrics[target.key];
   const bound = target.atLeast ?? target.atMost;
   const threshold = bound === undefined ? NaN : resolve(bound, target.key, bySubject);
@@ -105,12 +126,17 @@ export function checkTarget(target: Target, bySubject: Map<string, Row>, unit: U
   if (value === undefined || !Number.isFinite(value) || !Number.isFinite(threshold)) {
     return `  n/a   ${label} (not measured in this run)`;
   }
+  const comparison = target.atLeast !== undefined ? "≥" : "≤";
+  const needs = `${comparison} ${formatValue(threshold, unit)}`;
+  if (quick) {
+    return `  ~     ${label}: ${formatValue(value, unit)} (indicative; the target, ${needs}, ` +
+      "is checked only without --quick)";
+  }
   const met = target.atLeast !== undefined ? value >= threshold : value <= threshold;
   const ratio = threshold !== 0 ? ` (${formatValue(value / threshold, "ratio")} of the bound)` : "";
-  const comparison = target.atLeast !== undefined ? "≥" : "≤";
-  return `  ${met ? "MET " : "MISS"}  ${label}: ${formatValue(value, unit)}, needs ${comparison} ${
-    formatValue(threshold, unit)
-  }${ratio}`;
+  return `  ${met ? "MET " : "MISS"}  ${label}: ${
+    formatValue(value, unit)
+  }, needs ${needs}${ratio}`;
 }
 
 function resolve(threshold: Threshold, key: string, bySubject: Map<string, Row>): number {

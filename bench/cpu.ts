@@ -12,9 +12,10 @@
  * deno run --allow-net=127.0.0.1 --allow-env --allow-read --allow-run --allow-sys=loadavg bench/cpu.ts --updates=4000
  * ```
  *
- * Flags: `--updates=20000 --chats=1000 --burn=2` (ms per update)
- * `--count=2` (worker threads) `--runs=1` (each mode, interleaved; the
- * median is reported) `--balance=0` (the source's `speedTrafficBalance` in
+ * Flags (`--help` lists them; `--updates 4000` and `--updates=4000` both
+ * work): `--updates 20000 --chats 1000 --burn 2` (ms per update)
+ * `--count 2` (worker threads) `--runs 1` (each mode, interleaved; the
+ * median is reported) `--balance 0` (the source's `speedTrafficBalance` in
  * both modes; 0 is `run()`'s default). A child that runs longer than four
  * times the single-thread work plus a minute is killed.
  *
@@ -34,6 +35,7 @@ import {
   type Trial,
   trial,
 } from "./_cpu.ts";
+import { CPU_USAGE, parseCpuFlags } from "./_cli.ts";
 
 /** The scenario's handler: burn, then check order and uniqueness in this thread. */
 function cpuHandler(burnMs: number): (ctx: Context) => void {
@@ -121,16 +123,6 @@ async function childMain(mode: Mode, expected: number, count: number): Promise<v
 }
 
 // ---------------------------------------------------------------- parent process
-
-function parseFlags(args: string[]): Flags {
-  const flags: Flags = { updates: 20_000, chats: 1_000, burn: 2, count: 2, runs: 1, balance: 0 };
-  for (const arg of args) {
-    const match = /^--(updates|chats|burn|count|runs|balance)=(\d+(?:\.\d+)?)$/.exec(arg);
-    if (match === null) throw new Error(`Unknown flag '${arg}' (see the module doc)`);
-    flags[match[1] as keyof Flags] = Number(match[2]);
-  }
-  return flags;
-}
 
 /** The 1, 5 and 15 minute load averages (empty without --allow-sys=loadavg). */
 function loadAverage(): number[] {
@@ -231,5 +223,13 @@ if (typeof workerScope === "function" && globalThis instanceof workerScope) {
 } else if (import.meta.main && Deno.args[0] === "--child") {
   await childMain(Deno.args[1] as Mode, Number(Deno.args[2]), Number(Deno.args[3]));
 } else if (import.meta.main) {
-  await parentMain(parseFlags(Deno.args));
+  let flags: Flags | undefined;
+  try {
+    flags = parseCpuFlags(Deno.args);
+  } catch (error) {
+    console.error(`${error instanceof Error ? error.message : error}\n\n${CPU_USAGE}`);
+    Deno.exit(2);
+  }
+  if (flags === undefined) console.log(CPU_USAGE);
+  else await parentMain(flags);
 }

@@ -112,7 +112,7 @@ async function runScenario(scenario: Scenario, flags: Flags): Promise<ScenarioRe
       spread: spreadOf(own, scenario.columns[0]!.key),
     };
   });
-  const lines = renderScenario(scenario, rows);
+  const lines = renderScenario(scenario, rows, flags);
   const { analyze: _, chatOf: __, ...data } = plan;
   return {
     name: scenario.name,
@@ -130,7 +130,8 @@ function heading(scenario: Scenario, flags: Flags): string {
   return `\n## ${scenario.name}: ${
     plan.count.toLocaleString("en-US")
   } updates, ${scenario.summary}` +
-    (runs > 1 ? ` (medians of ${runs} runs)` : "");
+    (runs > 1 ? ` (medians of ${runs} runs)` : "") +
+    (flags.quick ? " (--quick: indicative figures)" : "");
 }
 
 async function main(): Promise<void> {
@@ -151,13 +152,19 @@ async function main(): Promise<void> {
     `# grammyx bench${flags.quick ? " --quick" : ""}: ${startedAt.toISOString()}, ` +
       `deno ${Deno.version.deno}, ${machine.cores} cores, ${machine.os}`,
   );
+  if (flags.quick) {
+    console.log(
+      "\n--quick: a tenth of the updates, so the figures are indicative only and no " +
+        "target gets a MET/MISS verdict. Run without --quick to check the targets.",
+    );
+  }
   const results: ScenarioResult[] = [];
   for (const scenario of flags.scenarios) {
     console.error(`${scenario.name}…`);
     const result = await runScenario(scenario, flags);
     results.push(result);
     console.log(heading(scenario, flags));
-    console.log(renderScenario(scenario, result.rows).join("\n"));
+    console.log(renderScenario(scenario, result.rows, flags).join("\n"));
     await writeResults({ startedAt, flags, machine, results, finished: false });
   }
   const totalMs = Date.now() - startedAt.getTime();

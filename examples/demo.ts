@@ -5,62 +5,18 @@
  * fake Bot API, shows live progress, and verifies at the end that every
  * update was handled exactly once and every chat's session counter is right.
  *
- * Flags: --updates=N (50000) --chats=N (5000) --hot=N (5) --concurrency=N (500)
- *        --latency=MS (3) --seed=N (1) --help
+ * Flags (`--help` lists them): --updates N (50000) --chats N (5000) --hot N (5)
+ * --concurrency N (500) --latency MS (3) --seed N (1); `--updates=N` works too.
  */
 
 import { Bot, type Context, session, type SessionFlavor } from "grammy";
 import { run, sequentialize } from "../mod.ts";
 import { FakeBotApi } from "../testing.ts";
-
-const HELP = `deno task demo [flags]
-
-Runs a bot with @grammyx/runner on an embedded fake Telegram Bot API and
-verifies that every update was handled exactly once, in order per chat.
-
-  --updates=N       message updates to push          (default 50000)
-  --chats=N         distinct chats                    (default 5000)
-  --hot=N           hot chats that get 2 % of all     (default 5)
-  --concurrency=N   sink concurrency                  (default 500)
-  --latency=MS      latency of each ctx.reply         (default 3)
-  --seed=N          seed of the update stream         (default 1)
-  --help            show this text`;
-
-interface Settings {
-  updates: number;
-  chats: number;
-  hot: number;
-  concurrency: number;
-  latency: number;
-  seed: number;
-}
-
-function parseFlags(args: string[]): Settings | undefined {
-  const settings: Settings = {
-    updates: 50_000,
-    chats: 5_000,
-    hot: 5,
-    concurrency: 500,
-    latency: 3,
-    seed: 1,
-  };
-  for (const arg of args) {
-    if (arg === "--help" || arg === "-h") return undefined;
-    const match = /^--(\w+)=(\d+)$/.exec(arg);
-    if (match === null || !(match[1]! in settings)) {
-      throw new TypeError(`Unknown flag ${arg}; see --help`);
-    }
-    settings[match[1] as keyof Settings] = Number(match[2]);
-  }
-  if (settings.updates < 1 || settings.chats < 1 || settings.concurrency < 1) {
-    throw new RangeError("--updates, --chats and --concurrency must be at least 1");
-  }
-  return settings;
-}
+import { DEMO_USAGE, type DemoFlags, type DemoSettings, parseDemoFlags } from "./_demo_flags.ts";
 
 type DemoContext = Context & SessionFlavor<{ count: number }>;
 
-async function main(settings: Settings): Promise<boolean> {
+async function main(settings: DemoSettings): Promise<boolean> {
   await using api = await FakeBotApi.start({
     seed: settings.seed,
     sendMessageLatency: settings.latency,
@@ -196,11 +152,17 @@ function printProgress(
 }
 
 if (import.meta.main) {
-  const settings = parseFlags(Deno.args);
-  if (settings === undefined) {
-    console.log(HELP);
+  let flags: DemoFlags;
+  try {
+    flags = parseDemoFlags(Deno.args);
+  } catch (error) {
+    console.error(`${error instanceof Error ? error.message : error}\n\n${DEMO_USAGE}`);
+    Deno.exit(2);
+  }
+  if (flags.help) {
+    console.log(DEMO_USAGE);
   } else {
-    const passed = await main(settings);
+    const passed = await main(flags.settings);
     Deno.exit(passed ? 0 : 1);
   }
 }

@@ -163,6 +163,92 @@ Deno.test("a wrong token gets 401 and an unknown path 404", async () => {
   assert.deepEqual(api.stats.requests, {});
 });
 
+Deno.test("parameters are read from the query string and from URL-encoded, JSON and multipart bodies", async (t) => {
+  const types = JSON.stringify(["message", "callback_query"]);
+  const forms: Array<[string, (url: string) => Promise<Response>]> = [
+    [
+      "query string",
+      (url) => fetch(`${url}?offset=2&limit=1&allowed_updates=${encodeURIComponent(types)}`),
+    ],
+    [
+      "URL-encoded body",
+      (url) =>
+        fetch(url, {
+          method: "POST",
+          body: new URLSearchParams({ offset: "2", limit: "1", allowed_updates: types }),
+        }),
+    ],
+    [
+      "JSON body",
+      (url) =>
+        fetch(url, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ offset: 2, limit: 1, allowed_updates: JSON.parse(types) }),
+        }),
+    ],
+    [
+      "JSON body with Telegram's string values",
+      (url) =>
+        fetch(url, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ offset: "2", limit: "1", allowed_updates: types }),
+        }),
+    ],
+    [
+      "multipart body",
+      (url) => {
+        const form = new FormData();
+        form.set("offset", "2");
+        form.set("limit", "1");
+        form.set("allowed_updates", types);
+        return fetch(url, { method: "POST", body: form });
+      },
+    ],
+    [
+      "query string and body, the body winning",
+      (url) =>
+        fetch(`${url}?offset=2&limit=3`, {
+          method: "POST",
+          body: new URLSearchParams({ limit: "1", allowed_updates: types }),
+        }),
+    ],
+  ];
+  for (const [form, call] of forms) {
+    await t.step(form, async () => {
+      await using api = await FakeBotApi.start();
+      api.pushMessages(3);
+      const response = await call(`${api.apiRoot}/bot${api.token}/getUpdates`);
+      const answer = await response.json();
+      assert.equal(answer.ok, true, JSON.stringify(answer));
+      assert.deepEqual(ids(answer.result), [2], "offset 2 and limit 1 were applied");
+      assert.equal(api.offset(), 2);
+      assert.equal(api.pending(), 2);
+      assert.deepEqual(api.allowedUpdates(), ["message", "callback_query"]);
+    });
+  }
+  await t.step("sendMessage from a URL-encoded body", async () => {
+    await using api = await FakeBotApi.start();
+    const response = await fetch(`${api.apiRoot}/bot${api.token}/sendMessage`, {
+      method: "POST",
+      body: new URLSearchParams({ chat_id: "7", text: "hi" }),
+    });
+    const answer = await response.json();
+    assert.equal(answer.result.chat.id, 7);
+    assert.deepEqual(api.sentMessages, [{ chat_id: "7", text: "hi" }]);
+  });
+  await t.step("allowed_updates is kept until a call gives a readable one", async () => {
+    await using api = await FakeBotApi.start();
+    const url = `${api.apiRoot}/bot${api.token}/getUpdates`;
+    await (await fetch(`${url}?allowed_updates=${encodeURIComponent('["message"]')}`)).body
+      ?.cancel();
+    await (await fetch(url)).body?.cancel();
+    await (await fetch(`${url}?allowed_updates=message`)).body?.cancel();
+    assert.deepEqual(api.allowedUpdates(), ["message"]);
+  });
+});
+
 Deno.test("sendMessage waits its latency, records the message and answers it", async () => {
   await using api = await FakeBotApi.start({ sendMessageLatency: 5 });
   const bot = botFor(api);
@@ -292,6 +378,32 @@ Deno.test("close() answers a held long poll with no updates, and is idempotent",
   await assert.rejects(bot.api.getMe(), HttpError);
 });
 
+Deno.test("close() ends while a client holds back the rest of its request", async (t) => {
+  async function holdBack(head: (token: string) => string): Promise<void> {
+    const api = await FakeBotApi.start();
+    using connection = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: Number(new URL(api.apiRoot).port),
+    });
+    const text = head(api.token);
+    await connection.write(new TextEncoder().encode(text));
+    if (text.includes("\r\n\r\n")) await until(() => api.stats.requests.getUpdates === 1);
+    await api.close();
+    // The server hung up: the client reads to the end (or is reset) instead of waiting.
+    const buffer = new Uint8Array(1024);
+    while (await connection.read(buffer).catch(() => null) !== null);
+  }
+  await t.step("a body shorter than its Content-Length", async () => {
+    await holdBack((token) =>
+      `POST /bot${token}/getUpdates HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+      `Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"offset":`
+    );
+  });
+  await t.step("a head that never ends", async () => {
+    await holdBack((token) => `POST /bot${token}/getUpdates HTTP/1.1\r\nContent-Le`);
+  });
+});
+
 Deno.test("whenConfirmed resolves once the offset is confirmed, and rejects on abort or close", async (t) => {
   const api = await FakeBotApi.start();
   const bot = botFor(api);
@@ -357,6 +469,43 @@ Deno.test("pushMessages makes private text messages in seeded chats", async () =
     messages.map((m) => [m?.chat.id, m?.from?.id, m?.text]),
     [[10, 1000, "custom 0"], [11, 1100, "custom 1"]],
   );
+});
+
+Deno.test("pushed commands carry Telegram's bot_command entity, so bot.command() takes them", async () => {
+  await using api = await FakeBotApi.start();
+  const texts = ["/start", "/start payload", "/help@fake_bot", "/help@other_bot", "hello /start"];
+  api.pushMessages(texts.length, { chatOf: (index) => index + 1, text: (index) => texts[index]! });
+  const command = api.pushCommand("start", { chat: 10, payload: "ref42" });
+  api.pushCommand("help", { chat: 11, user: 99, username: "fake_bot" });
+  const bot = botFor(api);
+  const taken: Array<[string, number, string]> = [];
+  bot.command("start", (ctx) => void taken.push(["start", ctx.chat.id, ctx.match]));
+  bot.command("help", (ctx) => void taken.push(["help", ctx.chat.id, ctx.match]));
+  await bot.init();
+
+  const updates = await bot.api.getUpdates();
+  assert.deepEqual(
+    updates.map(({ message }) => [message?.text, message?.entities]),
+    [
+      ["/start", [{ type: "bot_command", offset: 0, length: 6 }]],
+      ["/start payload", [{ type: "bot_command", offset: 0, length: 6 }]],
+      ["/help@fake_bot", [{ type: "bot_command", offset: 0, length: 14 }]],
+      ["/help@other_bot", [{ type: "bot_command", offset: 0, length: 15 }]],
+      ["hello /start", undefined],
+      ["/start ref42", [{ type: "bot_command", offset: 0, length: 6 }]],
+      ["/help@fake_bot", [{ type: "bot_command", offset: 0, length: 14 }]],
+    ],
+  );
+  assert.equal(updates.at(-2)?.update_id, command);
+  assert.equal(updates.at(-1)?.message?.from?.id, 99);
+  for (const update of updates) await bot.handleUpdate(update);
+  assert.deepEqual(taken, [
+    ["start", 1, ""],
+    ["start", 2, "payload"],
+    ["help", 3, ""],
+    ["start", 10, "ref42"],
+    ["help", 11, ""],
+  ]);
 });
 
 Deno.test("start() rejects bad options, naming the option and the value", async (t) => {
@@ -425,6 +574,22 @@ Deno.test("start() rejects bad options, naming the option and the value", async 
     assert.throws(() => api.pushMessages(-1), RangeError);
     assert.throws(() => api.pushMessages(1, { chats: 0 }), RangeError);
     assert.throws(() => api.conflictFor(-1), RangeError);
+  });
+  await t.step("pushCommand", async () => {
+    await using api = await FakeBotApi.start();
+    assert.throws(() => api.pushCommand("/start"), {
+      name: "TypeError",
+      message:
+        "Cannot push a command as 'command' must be 1 to 32 letters, digits or underscores: current value is \"/start\"",
+    });
+    assert.throws(() => api.pushCommand("st art"), TypeError);
+    assert.throws(() => api.pushCommand("start", { chat: 0 }), {
+      name: "RangeError",
+      message: "Cannot push a command as 'chat' must be a positive integer: current value is 0",
+    });
+    assert.throws(() => api.pushCommand("start", { username: "@fake_bot" }), TypeError);
+    assert.throws(() => api.pushCommand("start", { payload: 1 as never }), TypeError);
+    assert.equal(api.pending(), 0);
   });
 });
 
