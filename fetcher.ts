@@ -21,7 +21,7 @@ import { UpdateOffsets } from "./_offsets.ts";
 import { ConflictWatch, type RetrySettings, withRetries } from "./_retry.ts";
 import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
 import { describe, redactError } from "./_redact.ts";
-import { isFunction, numberInRange, oneOf, optionalObject } from "./_validate.ts";
+import { isFunction, knownOptions, numberInRange, oneOf, optionalObject } from "./_validate.ts";
 import type { UpdateJournal } from "./journal.ts";
 import type { SupplierStats, UpdateSupplier } from "./source.ts";
 
@@ -568,6 +568,17 @@ interface FetcherSettings<Y> {
 /** Checks the options (throwing for bad ones) and fills in the defaults. */
 function settingsOf<Y>(subject: string, options: RunnerOptions<Y>): FetcherSettings<Y> {
   optionalObject(subject, "options", options);
+  knownOptions(subject, options, [
+    "fetch",
+    "maxRetryTime",
+    "retryInterval",
+    "maxConflictTime",
+    "stallGrace",
+    "confirm",
+    "journal",
+    "silent",
+    "reporter",
+  ]);
   const {
     fetch = {},
     maxRetryTime = 15 * 60 * 60 * 1000,
@@ -580,6 +591,7 @@ function settingsOf<Y>(subject: string, options: RunnerOptions<Y>): FetcherSetti
     journal,
   } = options;
   optionalObject(subject, "fetch", fetch);
+  knownOptions(subject, fetch, ["timeout", "allowed_updates"], "fetch");
   if (fetch.timeout !== undefined) numberInRange(subject, "fetch.timeout", fetch.timeout, 0);
   if (fetch.allowed_updates !== undefined && !Array.isArray(fetch.allowed_updates)) {
     throw new TypeError(

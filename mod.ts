@@ -19,7 +19,7 @@
 
 import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
 import { describe, redactError } from "./_redact.ts";
-import { optionalObject } from "./_validate.ts";
+import { knownOptions, optionalObject } from "./_validate.ts";
 import { type BotAdapter, createUpdateSupplier, type RunnerOptions } from "./fetcher.ts";
 import { createRunner, type RunnerHandle } from "./runner.ts";
 import { createConcurrentSink, type SinkOptions } from "./sink.ts";
@@ -118,6 +118,7 @@ export function run<Y extends { update_id: number }, R>(
     );
   }
   optionalObject(subject, "options", options);
+  knownOptions(subject, options, ["source", "runner", "sink", "signal"]);
   const { source: sourceOptions = {}, runner: runnerOptions = {}, sink: sinkOptions = {}, signal } =
     options;
   optionalObject(subject, "source", sourceOptions);

@@ -20,6 +20,7 @@
 
 import { delay, settlesBefore } from "./_async.ts";
 import { clock, startTimer, stopTimer, type TimerId } from "./_clock.ts";
+import { knownOptions, numberInRange, optionalObject } from "./_validate.ts";
 import type { SinkStats, UpdateSink } from "./sink.ts";
 import type { UpdateSource } from "./source.ts";
 
@@ -31,8 +32,8 @@ export interface StopOptions {
    * Resolve after this many milliseconds at the latest, even if updates are
    * still running or waiting; they are listed in the result. The deadline
    * bounds the whole stop: the drain gets all but a reserve (a tenth of the
-   * time, at most 1 s) in which the runner confirms to Telegram and records
-   * finished updates in the journal. `Infinity`, or more than a timer can
+   * time, at least 100 ms, at most 1 s, never more than half) in which the
+   * runner confirms to Telegram and records finished updates in the journal. `Infinity`, or more than a timer can
    * count (2^31 − 1 ms), means no deadline. A later `stop({ timeout })`
    * during a stop can bring the deadline forward, never push it back.
    *
@@ -152,6 +153,8 @@ export function createRunner<Y>(source: UpdateSource<Y>, sink: UpdateSink<Y>): R
   };
 }
 
+const STOP = "Cannot stop runner";
+
 class Runner<Y> {
   readonly #source: UpdateSource<Y>;
   readonly #sink: UpdateSink<Y>;
@@ -193,18 +196,14 @@ class Runner<Y> {
   }
 
   stop(options: StopOptions = {}): Promise<StopResult<Y>> {
-    const timeout = options?.timeout;
-    if (
-      timeout !== undefined && (typeof timeout !== "number" || Number.isNaN(timeout) || timeout < 0)
-    ) {
-      return Promise.reject(
-        new RangeError(
-          `Cannot stop runner as 'timeout' must be a number of at least 0: current value is ${
-            String(timeout)
-          }`,
-        ),
-      );
+    try {
+      optionalObject(STOP, "options", options);
+      knownOptions(STOP, options, ["timeout"]);
+      if (options.timeout !== undefined) numberInRange(STOP, "timeout", options.timeout, 0);
+    } catch (error) {
+      return Promise.reject(error);
     }
+    const { timeout } = options;
     this.#restart = false;
     if (this.#stopping !== undefined) {
       if (timeout !== undefined) this.#deadline?.tighten(timeout);
@@ -343,7 +342,7 @@ class Deadline {
     if (!(at < this.#at)) return;
     this.#at = at;
     this.clear();
-    const reserve = Math.min(timeout / 10, 1_000);
+    const reserve = Math.min(Math.max(timeout / 10, 100), timeout / 2, 1_000);
     this.#timers = [
       startTimer(() => this.drain.abort(), timeout - reserve),
       startTimer(() => this.end.abort(), timeout),

@@ -32,6 +32,30 @@ export async function until(
   }
 }
 
+/** Fails if `promise` has not settled after `ms` of real time (instead of hanging the suite). */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  const guard = new AbortController();
+  const timedOut = sleepUnlessAborted(ms, guard.signal).then(() => {
+    throw new Error(`${what} did not settle within ${ms} ms`);
+  });
+  try {
+    return await Promise.race([promise, timedOut]);
+  } finally {
+    guard.abort();
+    timedOut.catch(() => {});
+  }
+}
+
+function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+}
+
 /** A deterministic pseudo-random generator (mulberry32). */
 export { seededRandom as random } from "../_random.ts";
 

@@ -165,7 +165,7 @@ Deno.test("stop({ timeout }) resolves at the deadline and names the stuck update
       api.pushMessages(5);
       const handle = run(bot, { runner: { ...quick, confirm } });
       await until(() => done === 4);
-      const result = await handle.stop({ timeout: 50 });
+      const result = await handle.stop({ timeout: 300 });
       assert.deepEqual(result.unfinished.map((update) => update.update_id), [3]);
       // "fetched" confirmed 3 with the next poll: Telegram will not send it again.
       const [lost, redelivered] = confirm === "fetched" ? [[3], []] : [[], [3]];
@@ -238,7 +238,11 @@ Deno.test("the handle's lifecycle calls are defined in every state", async (t) =
     for (const timeout of [-1, NaN, "5" as unknown as number]) {
       const stopping = handle.stop({ timeout });
       assert.ok(stopping instanceof Promise);
-      await assert.rejects(stopping, { name: "RangeError", message: /'timeout'/ });
+      await assert.rejects(stopping, { message: /^Cannot stop runner as 'timeout' must be/ });
     }
+    await assert.rejects(handle.stop({ timout: 5 } as never), {
+      name: "TypeError",
+      message: "Cannot stop runner as 'timout' is not an option: did you mean 'timeout'?",
+    });
   });
 });

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { memoryJournal } from "../journal.ts";
 import { type Report, run, type RunOptions } from "../mod.ts";
-import { flush, gate, isPending, sleep, until } from "./_helpers.ts";
+import { flush, gate, isPending, sleep, until, within } from "./_helpers.ts";
 
 type U = { update_id: number };
 
@@ -41,30 +41,6 @@ function scriptedBot(updates: U[], handle: (update: U) => Promise<void>) {
 }
 
 const ids = (updates: U[]) => updates.map((update) => update.update_id);
-
-/** Fails if `promise` has not settled after `ms` of real time (instead of hanging the suite). */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  const guard = new AbortController();
-  const timedOut = sleepUnlessAborted(ms, guard.signal).then(() => {
-    throw new Error(`${what} did not settle within ${ms} ms`);
-  });
-  try {
-    return await Promise.race([promise, timedOut]);
-  } finally {
-    guard.abort();
-    timedOut.catch(() => {});
-  }
-}
-
-function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
-  });
-}
 
 Deno.test("stop({ timeout }) with no real deadline waits for the running update", async (t) => {
   for (const timeout of [Infinity, 2 ** 31, 2 ** 40]) {
