@@ -14,13 +14,14 @@
  * @module
  */
 
-import { abortable, delay } from "./_async.ts";
-import { clock, MAX_DELAY, startTimer, stopTimer } from "./_clock.ts";
+import { delay } from "./_async.ts";
+import { Calls } from "./_calls.ts";
+import { MAX_DELAY } from "./_clock.ts";
 import { JournalWriter } from "./_journal_writer.ts";
 import { UpdateOffsets } from "./_offsets.ts";
-import { ConflictWatch, type RetrySettings, withRetries } from "./_retry.ts";
+import type { RetrySettings } from "./_retry.ts";
 import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
-import { describe, redactError } from "./_redact.ts";
+import { redactError } from "./_redact.ts";
 import { isFunction, knownOptions, numberInRange, oneOf, optionalObject } from "./_validate.ts";
 import type { UpdateJournal } from "./journal.ts";
 import type { SupplierStats, UpdateSupplier } from "./source.ts";
@@ -256,24 +257,8 @@ class MalformedAnswer extends Error {
   override name = "MalformedAnswer";
 }
 
-/** A Bot API call that got no answer in time (a connection that went silent). */
-class StalledCall extends Error {
-  override name = "StalledCall";
-}
-
 /** The members of a bot that fetching uses. */
 type PollingBot<Y> = Pick<BotAdapter<Y, never>, "init" | "api" | "token">;
-
-/** What kind of call runs under the failure policy. */
-type CallKind = "getMe" | "getUpdates" | "journal";
-
-/** What each kind of call does, for reports and errors. */
-const CALLS: Record<CallKind | "confirm", string> = {
-  getMe: "get the bot's info (getMe)",
-  getUpdates: "fetch updates (getUpdates)",
-  journal: "use the journal",
-  confirm: "confirm updates (getUpdates)",
-};
 
 /** How often the confirming getUpdates at stop() is tried. */
 const CONFIRM_ATTEMPTS = 3;
@@ -283,16 +268,13 @@ class UpdateFetcher<Y extends { update_id: number }> {
   readonly #settings: FetcherSettings<Y>;
   readonly #tracking: boolean;
   readonly #offsets = new UpdateOffsets();
-  readonly #conflicts: ConflictWatch;
+  readonly #calls: Calls;
   readonly #writer: JournalWriter<Y> | undefined;
   /** Updates the journal kept from the previous run, still to be handed out. */
   #replay: Y[] | undefined;
   #initialized = false;
   /** Resolved when the watermark moves; made only while the fetcher waits for that. */
   #advanced: PromiseWithResolvers<void> | undefined;
-  #calls = 0;
-  #failures = 0;
-  #lastSuccessAt: number | undefined;
 
   constructor(bot: PollingBot<Y>, options: RunnerOptions<Y>, { tracking }: { tracking: boolean }) {
     const subject = "Cannot create update fetcher";
@@ -302,7 +284,14 @@ class UpdateFetcher<Y extends { update_id: number }> {
     this.#settings = settingsOf(subject, options);
     this.#bot = bot;
     this.#tracking = tracking;
-    this.#conflicts = new ConflictWatch(this.#settings.retry.maxConflictTime);
+    const { retry, stallGrace, fetch } = this.#settings;
+    this.#calls = new Calls({
+      retry,
+      stallGrace,
+      longPoll: fetch.timeout,
+      token: bot.token,
+      report: (source, message, error) => this.#report(source, message, error),
+    });
     const { journal } = this.#settings;
     this.#writer = journal === undefined
       ? undefined
@@ -310,7 +299,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
   }
 
   stats(): SupplierStats {
-    return { calls: this.#calls, failures: this.#failures, lastSuccessAt: this.#lastSuccessAt };
+    return this.#calls.stats();
   }
 
   /** The offset the next getUpdates sends. */
@@ -343,7 +332,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
   async fetch(batchSize: number, signal: AbortSignal): Promise<Y[]> {
     const pace = Math.max(1, Math.min(100, Math.floor(batchSize) || 1));
     if (!this.#initialized && this.#bot.init !== undefined) {
-      await this.#call("getMe", (attempt) => this.#bot.init!(attempt as never), signal);
+      await this.#calls.retried("getMe", (attempt) => this.#bot.init!(attempt as never), signal);
     }
     this.#initialized = true;
     if (this.#writer !== undefined && this.#replay === undefined) await this.#openJournal(signal);
@@ -352,7 +341,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
       const offset = this.nextOffset();
       const args = { ...this.#settings.fetch, offset, limit: this.#limit(pace) };
       this.#offsets.send(offset);
-      const answer = await this.#call(
+      const answer = await this.#calls.retried(
         "getUpdates",
         (attempt) => this.#getUpdates(args, attempt),
         signal,
@@ -368,7 +357,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
       if (selected.fresh.length > 0 || answer.length === 0) {
         const journal = this.#settings.journal;
         if (journal !== undefined && selected.fresh.length > 0) {
-          await this.#call("journal", () => journal.store(selected.fresh), signal);
+          await this.#calls.retried("journal", () => journal.store(selected.fresh), signal);
         }
         this.#offsets.take(selected);
         return selected.fresh;
@@ -401,7 +390,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
   /** Loads the journal: unfinished updates go first, ids up to its last one count as taken. */
   async #openJournal(signal: AbortSignal): Promise<void> {
     const journal = this.#settings.journal!;
-    const state = await this.#call("journal", () => journal.open(), signal);
+    const state = await this.#calls.retried("journal", () => journal.open(), signal);
     const kept = state.unfinished.filter((update) => Number.isSafeInteger(update?.update_id));
     this.#replay = this.#offsets.resume(kept, state.lastId);
   }
@@ -420,10 +409,11 @@ class UpdateFetcher<Y extends { update_id: number }> {
     if (this.#offsets.lastTaken < 0 || offset <= this.#offsets.confirmed) return;
     this.#offsets.send(offset);
     for (let attempt = 1; attempt <= CONFIRM_ATTEMPTS && !signal?.aborted; attempt++) {
-      const call = this.#watch("confirm", signal);
       try {
-        await call.stalling(
-          this.#bot.api.getUpdates({ offset, limit: 1, timeout: 0 }, call.signal as never),
+        await this.#calls.watched(
+          "confirm",
+          (attempt) => this.#bot.api.getUpdates({ offset, limit: 1, timeout: 0 }, attempt as never),
+          signal,
         );
         this.#offsets.confirm(offset);
         return;
@@ -432,13 +422,11 @@ class UpdateFetcher<Y extends { update_id: number }> {
         this.#report(
           "getUpdates",
           `Could not confirm updates below ${offset} (attempt ${attempt} of ${CONFIRM_ATTEMPTS}): ${
-            this.#describe(error)
+            this.#calls.describe(error)
           }`,
           error,
         );
         await delay(100 * attempt, signal);
-      } finally {
-        call.clear();
       }
     }
     this.#report(
@@ -462,92 +450,12 @@ class UpdateFetcher<Y extends { update_id: number }> {
     return (answer as Y[]).toSorted((a, b) => a.update_id - b.update_id);
   }
 
-  /**
-   * Runs `call` under the failure policy (see `_retry.ts`), counting polls.
-   * A Bot API call gets a signal that also aborts when it stalls (see
-   * `#watch`); a journal call gets `signal` and is never abandoned: once
-   * stored, the batch is taken.
-   */
-  #call<T>(
-    kind: CallKind,
-    call: (signal: AbortSignal) => Promise<T>,
-    signal: AbortSignal,
-  ): Promise<T> {
-    const polling = kind === "getUpdates";
-    const what = CALLS[kind];
-    return withRetries(
-      async () => {
-        if (polling) this.#calls++;
-        if (kind === "journal") return await call(signal);
-        const attempt = this.#watch(kind, signal);
-        try {
-          const result = await attempt.stalling(call(attempt.signal));
-          if (polling) this.#lastSuccessAt = clock().now();
-          return result;
-        } finally {
-          attempt.clear();
-        }
-      },
-      this.#settings.retry,
-      {
-        what,
-        signal,
-        ...(kind === "journal" ? {} : { conflicts: this.#conflicts }),
-        // A journal that rejects its own input will not change its mind.
-        isFinal: (error) =>
-          kind === "journal" && (error instanceof TypeError || error instanceof RangeError),
-        onFailure: () => void (polling && this.#failures++),
-        onRetry: (error, pause) =>
-          this.#report(
-            kind === "journal" ? "journal" : "getUpdates",
-            `Could not ${what}, retrying in ${Math.round(pause)} ms: ${this.#describe(error)}`,
-            error,
-          ),
-        redact: (error) => redactError(error, this.#bot.token),
-        describe: (error) => this.#describe(error),
-      },
-    );
-  }
-
-  /**
-   * The watchdog of one Bot API call: its signal aborts with `signal`, or
-   * when no answer came within the time the call may take (the long poll's
-   * `timeout` for getUpdates) plus `stallGrace`. `stalling()` then rejects
-   * with a `StalledCall` error, which the failure policy retries like a
-   * network failure; it also stops waiting for a bot whose `init` ignores
-   * its signal.
-   */
-  #watch(kind: "getMe" | "getUpdates" | "confirm", signal: AbortSignal | undefined) {
-    const limit = this.#settings.stallGrace +
-      (kind === "getUpdates" ? this.#settings.fetch.timeout * 1000 : 0);
-    const stalled = new AbortController();
-    const timer = startTimer(
-      () => stalled.abort(new StalledCall(`${CALLS[kind]} got no answer within ${limit} ms`)),
-      limit,
-    );
-    const combined = signal === undefined
-      ? stalled.signal
-      : AbortSignal.any([signal, stalled.signal]);
-    return {
-      signal: combined,
-      stalling: <T>(promise: Promise<T>) =>
-        abortable(promise, combined).catch((error) => {
-          throw stalled.signal.aborted && !signal?.aborted ? stalled.signal.reason : error;
-        }),
-      clear: () => stopTimer(timer),
-    };
-  }
-
-  #describe(error: unknown): string {
-    return describe(error, this.#bot.token);
-  }
-
   #report(source: "getUpdates" | "journal", message: string, error?: unknown): void {
     const { silent, reporter } = this.#settings;
     if (silent && source === "getUpdates" && reporter === defaultReporter) return;
     const report: Report = {
       source,
-      message: this.#describe(message),
+      message: this.#calls.describe(message),
       ...(error === undefined ? {} : { error: redactError(error, this.#bot.token) }),
     };
     safeReport(reporter, report);
