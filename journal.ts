@@ -238,7 +238,7 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
 
   async open(): Promise<JournalState<Y>> {
     this.#last = await this.#readLast("Cannot open KV journal");
-    const { updates, parts } = await this.#scan(true);
+    const { updates, parts } = await this.#scan({ tidy: true });
     for (const [id, count] of parts) this.#parts.set(id, count);
     // Entries above `last` come from a store cut short by a crash: they were
     // never confirmed, so Telegram sends them again, and they must not run twice.
@@ -301,7 +301,7 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
   }
 
   async compact(): Promise<void> {
-    await this.#scan(false);
+    await this.#scan({ tidy: false });
   }
 
   #key(...rest: Deno.KvKeyPart[]): Deno.KvKey {
@@ -330,7 +330,7 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
    * corrupt entries aside; when `tidy`, also deletes parts whose entry is
    * gone (not while stores may run: a large update's parts come before it).
    */
-  async #scan(tidy: boolean): Promise<Found<Y>> {
+  async #scan({ tidy }: { tidy: boolean }): Promise<Found<Y>> {
     const base = this.#key("update");
     const groups = new Map<
       number,
