@@ -23,7 +23,7 @@ import { keyOf } from "./_keys.ts";
 import { laneOf, type WorkerFailure, WorkerPool } from "./_pool.ts";
 import { slotOf } from "./_slots.ts";
 import { sequentialize } from "./sequentialize.ts";
-import { isFunction, optionalObject, positiveInteger } from "./_validate.ts";
+import { isFunction, knownOptions, optionalObject, positiveInteger } from "./_validate.ts";
 
 export type { WorkerFailure } from "./_pool.ts";
 
@@ -208,7 +208,7 @@ const SUBJECT = "Cannot create distribute middleware";
  * @param specifier The worker module, as an absolute URL: `new URL("./worker.ts", import.meta.url)`
  * @param options The number of workers, the key of an update, the crash reporter
  * @returns Middleware to install last, with a `close()` method
- * @throws {TypeError | RangeError} if `specifier` or an option is invalid
+ * @throws {TypeError | RangeError} if `specifier` or an option is invalid, or an option name is unknown (a typo)
  * @throws {Error} if the runtime has no Web Workers (`new Worker(url, { type: "module" })`)
  *
  * @example Run a bot whose handlers run in two worker threads
@@ -248,6 +248,11 @@ const SUBJECT = "Cannot create distribute middleware";
  *   message: "Cannot create distribute middleware as 'count' must be a positive integer: current value is 0",
  * });
  * assert.throws(() => distribute("./worker.ts"), TypeError); // not an absolute URL
+ * const misspelt = { cuont: 2 } as { count?: number };
+ * assert.throws(() => distribute(new URL("file:///app/worker.ts"), misspelt), {
+ *   name: "TypeError",
+ *   message: "Cannot create distribute middleware as 'cuont' is not an option: did you mean 'count'?",
+ * });
  * ```
  */
 export function distribute<C extends DistributableContext = DistributableContext>(
@@ -261,6 +266,7 @@ export function distribute<C extends DistributableContext = DistributableContext
   }
   const url = workerUrl(specifier);
   optionalObject(SUBJECT, "options", options);
+  knownOptions(SUBJECT, options, ["count", "key", "onWorkerError"]);
   const { count = defaultCount(), key = defaultKey, onWorkerError = printWorkerFailure } = options;
   positiveInteger(SUBJECT, "count", count);
   isFunction(SUBJECT, "key", key);

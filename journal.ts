@@ -40,7 +40,7 @@ import {
   removeMutations,
   storeMutations,
 } from "./_kv_parts.ts";
-import { isFunction, optionalObject, show } from "./_validate.ts";
+import { isFunction, knownOptions, optionalObject, show } from "./_validate.ts";
 
 /** What a journal kept from the previous run. */
 export interface JournalState<Y> {
@@ -167,7 +167,7 @@ export function memoryJournal<Y extends { update_id: number } = TelegramUpdate>(
  * @param kv The database, from `Deno.openKv()`; you open and close it
  * @param options The key prefix and the reporter
  * @returns A journal for `run(bot, { runner: { journal } })`
- * @throws {TypeError | RangeError} if an argument is invalid
+ * @throws {TypeError | RangeError} if an argument is invalid, or an option name is unknown (a typo)
  *
  * @example
  * ```ts
@@ -219,6 +219,7 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
       throw new TypeError(`${subject} as 'kv' must be a Deno.Kv: current value is ${show(kv)}`);
     }
     optionalObject(subject, "options", options);
+    knownOptions(subject, options, ["prefix", "reporter"]);
     const { prefix = ["grammyx-runner"], reporter = defaultReporter } = options;
     if (!Array.isArray(prefix) || !prefix.every(isKeyPart)) {
       throw new TypeError(
