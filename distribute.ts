@@ -23,7 +23,7 @@ import { keyOf } from "./_keys.ts";
 import { laneOf, type WorkerFailure, WorkerPool } from "./_pool.ts";
 import { slotOf } from "./_slots.ts";
 import { sequentialize } from "./sequentialize.ts";
-import { isFunction, knownOptions, optionalObject, positiveInteger } from "./_validate.ts";
+import { isFunction, knownOptions, optionalObject, positiveInteger, show } from "./_validate.ts";
 
 export type { WorkerFailure } from "./_pool.ts";
 
@@ -333,19 +333,13 @@ function printWorkerFailure(failure: WorkerFailure): void {
   );
 }
 
+/** The URL of the worker module; throws a `TypeError` unless `specifier` is an absolute URL. */
 function workerUrl(specifier: unknown): URL {
   if (specifier instanceof URL) return specifier;
-  const hint = 'an absolute URL such as new URL("./worker.ts", import.meta.url)';
-  if (typeof specifier !== "string") {
-    throw new TypeError(
-      `${SUBJECT} as 'specifier' must be ${hint}: current value is ${String(specifier)}`,
-    );
-  }
-  try {
-    return new URL(specifier);
-  } catch {
-    throw new TypeError(
-      `${SUBJECT} as 'specifier' must be ${hint}: current value is ${JSON.stringify(specifier)}`,
-    );
-  }
+  if (typeof specifier === "string" && URL.canParse(specifier)) return new URL(specifier);
+  throw new TypeError(
+    `${SUBJECT} as 'specifier' must be an absolute URL such as new URL("./worker.ts", import.meta.url): current value is ${
+      show(specifier)
+    }`,
+  );
 }

@@ -547,7 +547,13 @@ Deno.test("distribute() rejects bad options when it is created", async (t) => {
       "specifier not a string",
       () => distribute(42 as never),
       "TypeError",
-      /'specifier' must be an absolute URL.*current value is 42/,
+      /'specifier' must be an absolute URL.*current value is 42$/,
+    ],
+    [
+      "specifier an object",
+      () => distribute({ href: "file:///app/worker.ts" } as never),
+      "TypeError",
+      /'specifier' must be an absolute URL.*current value is an object$/,
     ],
   ];
   for (const [name, create, type, message] of cases) {
