@@ -205,6 +205,7 @@ const SUBJECT = "Cannot create distribute middleware";
  * The worker module must create its `BotWorker` when it loads: an update
  * sent to a worker without one never settles (a sink `timeout` catches it).
  *
+ * @typeParam C The context type of the main bot: grammY's `Context` or any `DistributableContext`
  * @param specifier The worker module, as an absolute URL: `new URL("./worker.ts", import.meta.url)`
  * @param options The number of workers, the key of an update, the crash reporter
  * @returns Middleware to install last, with a `close()` method

@@ -42,7 +42,11 @@ import {
 } from "./_kv_parts.ts";
 import { isFunction, knownOptions, optionalObject, show } from "./_validate.ts";
 
-/** What a journal kept from the previous run. */
+/**
+ * What a journal kept from the previous run.
+ *
+ * @typeParam Y The type of the updates the journal holds (grammY's `Update` for `run()`)
+ */
 export interface JournalState<Y> {
   /** Updates stored and not finished, in `update_id` order: they run first. */
   unfinished: Y[];
@@ -56,6 +60,8 @@ export interface JournalState<Y> {
  * nothing. `memoryJournal` and `kvJournal` implement it; any storage can.
  * The runner calls one method at a time per kind of call, and retries a
  * failed `store` (a batch is taken only once it is stored) and `finish`.
+ *
+ * @typeParam Y The type of the updates it holds: objects with a numeric `update_id` (grammY's `Update` for `run()`)
  */
 export interface UpdateJournal<Y> {
   /** Loads what the previous run left. Called once, before the first fetch. */
@@ -111,6 +117,7 @@ export interface JournalOptions {
  * `run()` in the same process, not a crash. For tests; `size` tells how many
  * updates it holds that have not finished.
  *
+ * @typeParam Y The type of the updates it holds: objects with a numeric `update_id`; grammY's `Update` by default
  * @returns An empty journal
  *
  * @example
@@ -164,6 +171,7 @@ export function memoryJournal<Y extends { update_id: number } = TelegramUpdate>(
  * ...]` and reported, not run, so it cannot make the bot fail at every start;
  * `open()` and `compact()` do that. Updates must be JSON data, as Telegram's are.
  *
+ * @typeParam Y The type of the updates it holds: JSON objects with a numeric `update_id`; grammY's `Update` by default
  * @param kv The database, from `Deno.openKv()`; you open and close it
  * @param options The key prefix and the reporter
  * @returns A journal for `run(bot, { runner: { journal } })`
