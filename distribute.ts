@@ -294,7 +294,7 @@ export function distribute<C extends DistributableContext = DistributableContext
     // is closed while the update waits for its turn, the update rejects
     // rather than starting threads that nobody would close.
     if (pool === undefined || pool.closed) {
-      pool = new WorkerPool(url, count, ctx.me, onFailure, ctx.api?.token);
+      pool = new WorkerPool(url, { count, me: ctx.me, onFailure, token: ctx.api?.token });
     }
     const current = pool;
     slotOf(ctx)?.adopt(current);
