@@ -85,6 +85,18 @@ interface Lane {
   jobs: Map<number, Job>;
 }
 
+/** What a worker pool needs besides the URL of the worker module. */
+export interface WorkerPoolOptions {
+  /** How many workers (lanes) it has. */
+  count: number;
+  /** The bot info, sent first to every new worker. */
+  me: unknown;
+  /** Called when a worker crashed and was replaced. */
+  onFailure: (failure: WorkerFailure) => void;
+  /** The bot token, removed from the errors of the workers. */
+  token: string | undefined;
+}
+
 /** The workers of one `distribute()` middleware, until `close()`. */
 export class WorkerPool {
   readonly #url: URL;
@@ -95,13 +107,7 @@ export class WorkerPool {
   #nextJob = 0;
   #closed = false;
 
-  constructor(
-    url: URL,
-    count: number,
-    me: unknown,
-    onFailure: (failure: WorkerFailure) => void,
-    token: string | undefined,
-  ) {
+  constructor(url: URL, { count, me, onFailure, token }: WorkerPoolOptions) {
     this.#url = url;
     this.#me = me;
     this.#onFailure = onFailure;

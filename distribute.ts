@@ -23,7 +23,7 @@ import { keyOf } from "./_keys.ts";
 import { laneOf, type WorkerFailure, WorkerPool } from "./_pool.ts";
 import { slotOf } from "./_slots.ts";
 import { sequentialize } from "./sequentialize.ts";
-import { isFunction, optionalObject, positiveInteger } from "./_validate.ts";
+import { isFunction, knownOptions, optionalObject, positiveInteger, show } from "./_validate.ts";
 
 export type { WorkerFailure } from "./_pool.ts";
 
@@ -205,10 +205,11 @@ const SUBJECT = "Cannot create distribute middleware";
  * The worker module must create its `BotWorker` when it loads: an update
  * sent to a worker without one never settles (a sink `timeout` catches it).
  *
+ * @typeParam C The context type of the main bot: grammY's `Context` or any `DistributableContext`
  * @param specifier The worker module, as an absolute URL: `new URL("./worker.ts", import.meta.url)`
  * @param options The number of workers, the key of an update, the crash reporter
  * @returns Middleware to install last, with a `close()` method
- * @throws {TypeError | RangeError} if `specifier` or an option is invalid
+ * @throws {TypeError | RangeError} if `specifier` or an option is invalid, or an option name is unknown (a typo)
  * @throws {Error} if the runtime has no Web Workers (`new Worker(url, { type: "module" })`)
  *
  * @example Run a bot whose handlers run in two worker threads
@@ -248,6 +249,11 @@ const SUBJECT = "Cannot create distribute middleware";
  *   message: "Cannot create distribute middleware as 'count' must be a positive integer: current value is 0",
  * });
  * assert.throws(() => distribute("./worker.ts"), TypeError); // not an absolute URL
+ * const misspelt = { cuont: 2 } as { count?: number };
+ * assert.throws(() => distribute(new URL("file:///app/worker.ts"), misspelt), {
+ *   name: "TypeError",
+ *   message: "Cannot create distribute middleware as 'cuont' is not an option: did you mean 'count'?",
+ * });
  * ```
  */
 export function distribute<C extends DistributableContext = DistributableContext>(
@@ -261,6 +267,7 @@ export function distribute<C extends DistributableContext = DistributableContext
   }
   const url = workerUrl(specifier);
   optionalObject(SUBJECT, "options", options);
+  knownOptions(SUBJECT, options, ["count", "key", "onWorkerError"]);
   const { count = defaultCount(), key = defaultKey, onWorkerError = printWorkerFailure } = options;
   positiveInteger(SUBJECT, "count", count);
   isFunction(SUBJECT, "key", key);
@@ -287,7 +294,7 @@ export function distribute<C extends DistributableContext = DistributableContext
     // is closed while the update waits for its turn, the update rejects
     // rather than starting threads that nobody would close.
     if (pool === undefined || pool.closed) {
-      pool = new WorkerPool(url, count, ctx.me, onFailure, ctx.api?.token);
+      pool = new WorkerPool(url, { count, me: ctx.me, onFailure, token: ctx.api?.token });
     }
     const current = pool;
     slotOf(ctx)?.adopt(current);
@@ -327,19 +334,13 @@ function printWorkerFailure(failure: WorkerFailure): void {
   );
 }
 
+/** The URL of the worker module; throws a `TypeError` unless `specifier` is an absolute URL. */
 function workerUrl(specifier: unknown): URL {
   if (specifier instanceof URL) return specifier;
-  const hint = 'an absolute URL such as new URL("./worker.ts", import.meta.url)';
-  if (typeof specifier !== "string") {
-    throw new TypeError(
-      `${SUBJECT} as 'specifier' must be ${hint}: current value is ${String(specifier)}`,
-    );
-  }
-  try {
-    return new URL(specifier);
-  } catch {
-    throw new TypeError(
-      `${SUBJECT} as 'specifier' must be ${hint}: current value is ${JSON.stringify(specifier)}`,
-    );
-  }
+  if (typeof specifier === "string" && URL.canParse(specifier)) return new URL(specifier);
+  throw new TypeError(
+    `${SUBJECT} as 'specifier' must be an absolute URL such as new URL("./worker.ts", import.meta.url): current value is ${
+      show(specifier)
+    }`,
+  );
 }

@@ -26,9 +26,27 @@
 
 import type { Update } from "grammy/types";
 import { defaultReporter, safeReport } from "./_report.ts";
-import { isFunction, optionalObject, show } from "./_validate.ts";
+import {
+  applyMutation,
+  checkedSetRoom,
+  deleteMutation,
+  formatKey,
+  isKeyPart,
+  isUpdateWithId,
+  joinParts,
+  type Mutation,
+  pack,
+  partCount,
+  removeMutations,
+  storeMutations,
+} from "./_kv_parts.ts";
+import { isFunction, knownOptions, optionalObject, show } from "./_validate.ts";
 
-/** What a journal kept from the previous run. */
+/**
+ * What a journal kept from the previous run.
+ *
+ * @typeParam Y The type of the updates the journal holds (grammY's `Update` for `run()`)
+ */
 export interface JournalState<Y> {
   /** Updates stored and not finished, in `update_id` order: they run first. */
   unfinished: Y[];
@@ -42,6 +60,8 @@ export interface JournalState<Y> {
  * nothing. `memoryJournal` and `kvJournal` implement it; any storage can.
  * The runner calls one method at a time per kind of call, and retries a
  * failed `store` (a batch is taken only once it is stored) and `finish`.
+ *
+ * @typeParam Y The type of the updates it holds: objects with a numeric `update_id` (grammY's `Update` for `run()`)
  */
 export interface UpdateJournal<Y> {
   /** Loads what the previous run left. Called once, before the first fetch. */
@@ -97,6 +117,7 @@ export interface JournalOptions {
  * `run()` in the same process, not a crash. For tests; `size` tells how many
  * updates it holds that have not finished.
  *
+ * @typeParam Y The type of the updates it holds: objects with a numeric `update_id`; grammY's `Update` by default
  * @returns An empty journal
  *
  * @example
@@ -150,10 +171,11 @@ export function memoryJournal<Y extends { update_id: number } = TelegramUpdate>(
  * ...]` and reported, not run, so it cannot make the bot fail at every start;
  * `open()` and `compact()` do that. Updates must be JSON data, as Telegram's are.
  *
+ * @typeParam Y The type of the updates it holds: JSON objects with a numeric `update_id`; grammY's `Update` by default
  * @param kv The database, from `Deno.openKv()`; you open and close it
  * @param options The key prefix and the reporter
  * @returns A journal for `run(bot, { runner: { journal } })`
- * @throws {TypeError | RangeError} if an argument is invalid
+ * @throws {TypeError | RangeError} if an argument is invalid, or an option name is unknown (a typo)
  *
  * @example
  * ```ts
@@ -178,25 +200,6 @@ export function kvJournal<Y extends { update_id: number } = TelegramUpdate>(
   options: JournalOptions = {},
 ): UpdateJournal<Y> {
   return new KvJournal<Y>(kv, options);
-}
-
-// Deno KV's limits for one atomic operation, less a margin for the estimates.
-const MAX_MUTATIONS = 1_000;
-const MAX_PAYLOAD = 780_000; // total mutation size: 819 200 bytes
-const MAX_KEY_BYTES = 78_000; // total size of the keys written: 81 920 bytes
-const MAX_VALUE = 60_000; // one value: 65 536 bytes
-/** Characters per part of an update stored in parts: at most 2 bytes each. */
-const PART_LENGTH = 25_000;
-/** The field of the entry of an update stored in parts: how many parts it has. */
-const PARTS = "grammyx-runner:parts";
-
-/** One KV mutation with its estimated cost. */
-interface Mutation {
-  key: Deno.KvKey;
-  /** `undefined` deletes the key. */
-  value?: unknown;
-  keyBytes: number;
-  payload: number;
 }
 
 /** What a scan of the update entries found, in id order. */
@@ -224,6 +227,7 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
       throw new TypeError(`${subject} as 'kv' must be a Deno.Kv: current value is ${show(kv)}`);
     }
     optionalObject(subject, "options", options);
+    knownOptions(subject, options, ["prefix", "reporter"]);
     const { prefix = ["grammyx-runner"], reporter = defaultReporter } = options;
     if (!Array.isArray(prefix) || !prefix.every(isKeyPart)) {
       throw new TypeError(
@@ -243,7 +247,7 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
 
   async open(): Promise<JournalState<Y>> {
     this.#last = await this.#readLast("Cannot open KV journal");
-    const { updates, parts } = await this.#scan(true);
+    const { updates, parts } = await this.#scan({ tidy: true });
     for (const [id, count] of parts) this.#parts.set(id, count);
     // Entries above `last` come from a store cut short by a crash: they were
     // never confirmed, so Telegram sends them again, and they must not run twice.
@@ -264,31 +268,20 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
     for (const update of updates) {
       const id = update.update_id;
       highest = Math.max(highest, id);
-      const entryKey = this.#key("update", id);
-      const size = valueBytes(update);
-      if (size <= MAX_VALUE) {
-        mutations.push(set(entryKey, update, size));
-        continue;
-      }
-      // Too large for one value: the parts first, the entry that names them last.
-      const pieces = split(JSON.stringify(update));
-      pieces.forEach((piece, index) => {
-        mutations.push(set([...entryKey, index], piece, 2 * piece.length + 16));
-      });
-      mutations.push(set(entryKey, { update_id: id, [PARTS]: pieces.length }, 64));
-      stored.set(id, pieces.length);
+      const entry = storeMutations(this.#key("update", id), update);
+      mutations.push(...entry.mutations);
+      if (entry.parts > 0) stored.set(id, entry.parts);
     }
+    // The last atomic operation also checks and sets `last`: it keeps room for that.
     const lastKey = this.#key("last");
-    const lastSlot = set(lastKey, 0, 16);
-    lastSlot.payload += lastSlot.keyBytes; // the check on `last`
-    const chunks = pack([...mutations, lastSlot]);
+    const chunks = pack(mutations, { reserve: checkedSetRoom(lastKey, 16) });
     for (const chunk of chunks.slice(0, -1)) await this.#commit(chunk);
-    const final = chunks.at(-1)!.slice(0, -1);
+    const final = chunks.at(-1)!;
     for (let attempt = 1;; attempt++) {
       const last = this.#last ?? await this.#readLast(subject);
       const id = Math.max(last.id ?? highest, highest);
       const operation = this.#kv.atomic().check({ key: lastKey, versionstamp: last.versionstamp });
-      for (const mutation of final) apply(operation, mutation);
+      for (const mutation of final) applyMutation(operation, mutation);
       const result = await operation.set(lastKey, id).commit();
       if (result.ok) {
         this.#last = { id, versionstamp: result.versionstamp };
@@ -309,21 +302,15 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
 
   async finish(updateIds: number[]): Promise<void> {
     checkIds("Cannot finish updates in KV journal", updateIds);
-    const mutations: Mutation[] = [];
-    for (const id of new Set(updateIds)) {
-      // The entry goes first: parts without it are leftovers that open() removes.
-      const entryKey = this.#key("update", id);
-      mutations.push(remove(entryKey));
-      for (let index = 0; index < (this.#parts.get(id) ?? 0); index++) {
-        mutations.push(remove([...entryKey, index]));
-      }
-    }
+    const mutations = [...new Set(updateIds)].flatMap((id) =>
+      removeMutations(this.#key("update", id), this.#parts.get(id) ?? 0)
+    );
     for (const chunk of pack(mutations)) await this.#commit(chunk);
     for (const id of updateIds) this.#parts.delete(id);
   }
 
   async compact(): Promise<void> {
-    await this.#scan(false);
+    await this.#scan({ tidy: false });
   }
 
   #key(...rest: Deno.KvKeyPart[]): Deno.KvKey {
@@ -352,7 +339,7 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
    * corrupt entries aside; when `tidy`, also deletes parts whose entry is
    * gone (not while stores may run: a large update's parts come before it).
    */
-  async #scan(tidy: boolean): Promise<Found<Y>> {
+  async #scan({ tidy }: { tidy: boolean }): Promise<Found<Y>> {
     const base = this.#key("update");
     const groups = new Map<
       number,
@@ -371,22 +358,22 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
     }
     const found: Found<Y> = { updates: [], parts: new Map() };
     for (const [id, { entry, parts }] of groups) {
-      const count = isObject(entry?.value) ? entry.value[PARTS] : undefined;
+      const count = partCount(entry?.value);
       if (count === undefined && parts.length > 0 && tidy) {
         // Parts whose entry is gone or no longer names them: a cut-short store or finish.
-        await this.#commit(parts.map((part) => remove(part.key)));
+        await this.#commit(parts.map((part) => deleteMutation(part.key)));
       }
       if (entry === undefined) continue;
       if (count === undefined) {
-        if (isObject(entry.value) && entry.value.update_id === id) {
+        if (isUpdateWithId(entry.value, id)) {
           found.updates.push(entry.value as unknown as Y);
         } else {
           await this.#moveAside(entry, `its value is not an update with update_id ${id}`);
         }
         continue;
       }
-      const update = assemble(parts, count);
-      if (isObject(update) && update.update_id === id) {
+      const update = joinParts(parts, count);
+      if (isUpdateWithId(update, id)) {
         found.updates.push(update as unknown as Y);
         found.parts.set(id, parts.length);
       } else {
@@ -433,7 +420,7 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
 
   async #commit(mutations: Mutation[]): Promise<void> {
     const operation = this.#kv.atomic();
-    for (const mutation of mutations) apply(operation, mutation);
+    for (const mutation of mutations) applyMutation(operation, mutation);
     await operation.commit();
   }
 
@@ -445,101 +432,6 @@ class KvJournal<Y extends { update_id: number }> implements UpdateJournal<Y> {
   }
 }
 
-function apply(operation: Deno.AtomicOperation, mutation: Mutation): void {
-  if (mutation.value === undefined) operation.delete(mutation.key);
-  else operation.set(mutation.key, mutation.value);
-}
-
-function set(key: Deno.KvKey, value: unknown, valueSize: number): Mutation {
-  const bytes = keyBytes(key);
-  return { key, value, keyBytes: bytes, payload: 2 * bytes + valueSize };
-}
-
-function remove(key: Deno.KvKey): Mutation {
-  return { key, keyBytes: 0, payload: keyBytes(key) };
-}
-
-/** Splits mutations, in order, into groups that fit in one atomic operation each. */
-function pack(mutations: Mutation[]): Mutation[][] {
-  const chunks: Mutation[][] = [];
-  let chunk: Mutation[] = [];
-  let payload = 0;
-  let keys = 0;
-  for (const mutation of mutations) {
-    const full = chunk.length === MAX_MUTATIONS || payload + mutation.payload > MAX_PAYLOAD ||
-      keys + mutation.keyBytes > MAX_KEY_BYTES;
-    if (full && chunk.length > 0) {
-      chunks.push(chunk);
-      chunk = [];
-      payload = keys = 0;
-    }
-    chunk.push(mutation);
-    payload += mutation.payload;
-    keys += mutation.keyBytes;
-  }
-  if (chunk.length > 0) chunks.push(chunk);
-  return chunks;
-}
-
-const encoder = new TextEncoder();
-
-/** An upper bound of the size of an encoded KV key. */
-function keyBytes(key: Deno.KvKey): number {
-  let size = 0;
-  for (const part of key) {
-    if (typeof part === "string") size += 2 * encoder.encode(part).length + 2;
-    else if (part instanceof Uint8Array) size += 2 * part.length + 2;
-    else if (typeof part === "bigint") size += Math.ceil(part.toString(16).length / 2) + 3;
-    else size += 9;
-  }
-  return size;
-}
-
-/** An upper bound of the size of a V8-serialized update: twice its UTF-8 JSON, plus a margin. */
-function valueBytes(update: unknown): number {
-  return 2 * utf8Length(JSON.stringify(update)) + 64;
-}
-
-/** The UTF-8 length of `text`, without encoding it (this runs for every stored update). */
-function utf8Length(text: string): number {
-  let length = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x80) continue;
-    if (code < 0x800) length += 1;
-    else if (code >= 0xd800 && code <= 0xdbff) i++, length += 2; // a pair: 4 bytes for 2 units
-    else length += 2;
-  }
-  return length;
-}
-
-function split(text: string): string[] {
-  const pieces: string[] = [];
-  for (let start = 0; start < text.length;) {
-    let end = Math.min(start + PART_LENGTH, text.length);
-    const code = text.charCodeAt(end - 1);
-    if (end < text.length && code >= 0xd800 && code <= 0xdbff) end--; // keep pairs whole
-    pieces.push(text.slice(start, end));
-    start = end;
-  }
-  return pieces;
-}
-
-/** Joins the parts of an update stored in parts; `undefined` if they are not complete. */
-function assemble(parts: Deno.KvEntry<unknown>[], count: unknown): unknown {
-  if (!Number.isSafeInteger(count) || parts.length !== count) return undefined;
-  const pieces: string[] = [];
-  for (const [index, part] of parts.entries()) {
-    if (part.key.at(-1) !== index || typeof part.value !== "string") return undefined;
-    pieces.push(part.value);
-  }
-  try {
-    return JSON.parse(pieces.join(""));
-  } catch {
-    return undefined;
-  }
-}
-
 function checkUpdates(subject: string, updates: unknown): void {
   if (!Array.isArray(updates)) {
     throw new TypeError(
@@ -547,7 +439,7 @@ function checkUpdates(subject: string, updates: unknown): void {
     );
   }
   updates.forEach((update, index) => {
-    const id = isObject(update) ? update.update_id : undefined;
+    const id = (update as { update_id?: unknown } | null | undefined)?.update_id;
     if (!Number.isSafeInteger(id)) {
       throw new TypeError(
         `${subject} as 'updates[${index}].update_id' must be an integer: current value is ${
@@ -575,17 +467,4 @@ function checkIds(subject: string, ids: unknown): void {
 
 function byId(a: { update_id: number }, b: { update_id: number }): number {
   return a.update_id - b.update_id;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function isKeyPart(part: unknown): boolean {
-  return ["string", "number", "bigint", "boolean"].includes(typeof part) ||
-    part instanceof Uint8Array;
-}
-
-function formatKey(key: Deno.KvKey): string {
-  return `[${key.map(show).join(", ")}]`;
 }

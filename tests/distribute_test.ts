@@ -527,6 +527,24 @@ Deno.test("distribute() rejects bad options when it is created", async (t) => {
       /'options' must be an object: current value is 3/,
     ],
     [
+      "a misspelt option",
+      () => distribute(WORKER, { cuont: 2 } as never),
+      "TypeError",
+      /^Cannot create distribute middleware as 'cuont' is not an option: did you mean 'count'\?$/,
+    ],
+    [
+      "a misspelt option in another case",
+      () => distribute(WORKER, { onworkererror: () => {} } as never),
+      "TypeError",
+      /as 'onworkererror' is not an option: did you mean 'onWorkerError'\?$/,
+    ],
+    [
+      "an unknown option like no known one",
+      () => distribute(WORKER, { threads: 2 } as never),
+      "TypeError",
+      /^Cannot create distribute middleware as 'threads' is not an option$/,
+    ],
+    [
       "relative specifier",
       () => distribute("./worker.ts"),
       "TypeError",
@@ -536,7 +554,13 @@ Deno.test("distribute() rejects bad options when it is created", async (t) => {
       "specifier not a string",
       () => distribute(42 as never),
       "TypeError",
-      /'specifier' must be an absolute URL.*current value is 42/,
+      /'specifier' must be an absolute URL.*current value is 42$/,
+    ],
+    [
+      "specifier an object",
+      () => distribute({ href: "file:///app/worker.ts" } as never),
+      "TypeError",
+      /'specifier' must be an absolute URL.*current value is an object$/,
     ],
   ];
   for (const [name, create, type, message] of cases) {

@@ -368,6 +368,18 @@ Deno.test("kvJournal rejects bad arguments with errors naming the option and the
       name: "TypeError",
       message: "Cannot create KV journal as 'reporter' must be a function: current value is 5",
     });
+    assert.throws(() => kvJournal(kv, { prefx: ["bot"] } as never), {
+      name: "TypeError",
+      message: "Cannot create KV journal as 'prefx' is not an option: did you mean 'prefix'?",
+    });
+    assert.throws(() => kvJournal(kv, { Reporter: () => {} } as never), {
+      name: "TypeError",
+      message: "Cannot create KV journal as 'Reporter' is not an option: did you mean 'reporter'?",
+    });
+    assert.throws(() => kvJournal(kv, { expireIn: 1_000 } as never), {
+      name: "TypeError",
+      message: "Cannot create KV journal as 'expireIn' is not an option",
+    });
     return Promise.resolve();
   });
 });
