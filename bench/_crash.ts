@@ -17,9 +17,8 @@
  * @module
  */
 
-import { seededRandom } from "../_random.ts";
-import { FakeBotApi } from "../testing.ts";
-import type { CrashSpec } from "./_protocol.ts";
+import { FakeBotApi } from "@grammyx/runner/testing";
+import { type CrashSpec, seededInteger } from "./_protocol.ts";
 import type { Plan } from "./_scenario.ts";
 import type { SubjectName } from "./_subjects.ts";
 import { BOT_PROCESS_FLAGS, collectTail, kill, type Metrics, type TrialResult } from "./_trial.ts";
@@ -123,7 +122,6 @@ export async function runCrashTrial(
     ...(journalPath === undefined ? {} : { journalPath }),
   };
   const ledger = new Ledger(api, ids.at(-1) ?? 0);
-  const random = seededRandom(plan.seed);
   // Each run but the last handles a seeded half to whole share of the updates, then is killed.
   const share = plan.count / (kills + 1);
   const runs: RunRecord[] = [];
@@ -132,7 +130,9 @@ export async function runCrashTrial(
   let error: string | undefined;
   try {
     for (let index = 0; index <= kills && error === undefined; index++) {
-      const killAfter = index < kills ? Math.floor(share * (0.5 + 0.5 * random())) : undefined;
+      const killAfter = index < kills
+        ? seededInteger(index, Math.floor(share / 2), Math.floor(share), plan.seed)
+        : undefined;
       const { record, tail } = await runBot({ api, ledger, plan, spec, startedAt }, killAfter);
       runs.push(record);
       stderrLines += tail.lines;

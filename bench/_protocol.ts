@@ -133,8 +133,22 @@ export function delayFor(spec: HandlerSpec): (id: number, chat: number) => numbe
     case "hotCold":
       return (_, chat) => chat === spec.hotChat ? spec.hotMilliseconds : spec.coldMilliseconds;
     case "seeded":
-      return (id) => spec.min + (hash(id ^ spec.seed) % (spec.max - spec.min + 1));
+      return (id) => seededInteger(id, spec.min, spec.max, spec.seed);
   }
+}
+
+/**
+ * Draws a whole number from `min` to `max` for `key`: the same for the same
+ * key and seed, with no generator state to share between processes.
+ *
+ * @param key What the number is for (an update id, a run's index)
+ * @param min The least number
+ * @param max The greatest number
+ * @param seed The scenario's seed
+ * @returns The number
+ */
+export function seededInteger(key: number, min: number, max: number, seed: number): number {
+  return min + (hash(key ^ seed) % (max - min + 1));
 }
 
 /** A 32-bit integer hash (lowbias32), so seeded delays need no shared state. */

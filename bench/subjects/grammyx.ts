@@ -11,8 +11,8 @@
  * @module
  */
 
-import { run, type RunnerOptions, sequentialize } from "../../mod.ts";
-import { kvJournal } from "../../journal.ts";
+import { run, type RunnerOptions, sequentialize } from "@grammyx/runner";
+import { kvJournal } from "@grammyx/runner/journal";
 import { removeKvFiles } from "../_kv.ts";
 import type { Driver } from "./_driver.ts";
 
