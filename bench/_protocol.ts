@@ -53,17 +53,19 @@ export interface ChildSpec {
   stallMs: number;
 }
 
-/** Everything a bot of the crash scenario (`crash_subject.ts`) needs; it runs until killed. */
+/** Everything a bot of the kill loop (`crash_subject.ts`) needs; it runs until killed. */
 export interface CrashSpec {
   subject: string;
   apiRoot: string;
   token: string;
   concurrency: number;
+  /** The sink's `maxPending` (grammyx subjects only); the runner's default without it. */
+  maxPending?: number;
   /** Whether to install the subject's `sequentialize(chat id)` first. */
   sequentialize: boolean;
   /** The work before the handler sends the update id back. */
   handler: HandlerSpec;
-  /** The KV file of `grammyx-journal`: it outlives the kills; the bench removes it. */
+  /** The KV file of `grammyx-journal`: it outlives the kills; the harness removes it. */
   journalPath?: string;
 }
 
