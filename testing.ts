@@ -20,7 +20,7 @@
  * @module
  */
 
-import { delay } from "./_async.ts";
+import { delay, Queue } from "./_async.ts";
 import { seededRandom } from "./_random.ts";
 import { show } from "./_validate.ts";
 import type { Message, Update, UserFromGetMe } from "grammy/types";
@@ -254,9 +254,8 @@ export class FakeBotApi implements AsyncDisposable {
   #nextUpdateId: number;
   #faultRandom: () => number;
   #updateRandom: () => number;
-  /** Unconfirmed updates are `#queue[#head]` onwards, in id order. */
-  #queue: Pending[] = [];
-  #head = 0;
+  /** Pushed updates not yet confirmed, in id order. */
+  #unconfirmed = new Queue<Pending>();
   #enqueuedAt: number[] = [];
   #offset = 0;
   #held: HeldPoll | undefined;
@@ -474,7 +473,7 @@ export class FakeBotApi implements AsyncDisposable {
 
   /** Counts the pushed updates not yet confirmed. @returns Their number. */
   pending(): number {
-    return this.#queue.length - this.#head;
+    return this.#unconfirmed.length;
   }
 
   /** Tells how far updates are confirmed. @returns The greatest `offset` seen, 0 if none. */
@@ -723,16 +722,9 @@ export class FakeBotApi implements AsyncDisposable {
 
   #confirm(offset: number): void {
     this.#offset = Math.max(this.#offset, offset);
-    const queue = this.#queue;
-    while (
-      this.#head < queue.length && queue[this.#head]!.update.update_id < offset
-    ) {
-      this.#head++;
+    while ((this.#unconfirmed.peek()?.update.update_id ?? offset) < offset) {
+      this.#unconfirmed.shift();
       this.#counts.confirmed++;
-    }
-    if (this.#head > 1024 && this.#head * 2 > queue.length) {
-      this.#queue = queue.slice(this.#head);
-      this.#head = 0;
     }
     for (const waiter of this.#waiters) {
       if (waiter.offset <= this.#offset) waiter.settle();
@@ -741,9 +733,8 @@ export class FakeBotApi implements AsyncDisposable {
 
   /** Picks the first `limit` unconfirmed updates, or those from the `-offset`th last on. */
   #select(offset: number, limit: number): Pending[] {
-    const length = this.#queue.length;
-    const start = offset < 0 ? Math.max(this.#head, length + offset) : this.#head;
-    return this.#queue.slice(start, start + limit);
+    const start = offset < 0 ? Math.max(0, this.#unconfirmed.length + offset) : 0;
+    return this.#unconfirmed.slice(start, start + limit);
   }
 
   #deliver(selected: Pending[]): Update[] {
@@ -762,7 +753,7 @@ export class FakeBotApi implements AsyncDisposable {
     const now = Date.now();
     const ids = updates.map((update) => {
       const id = this.#nextUpdateId++;
-      this.#queue.push({
+      this.#unconfirmed.push({
         update: { ...update, update_id: id },
         delivered: false,
       });

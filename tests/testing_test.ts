@@ -89,6 +89,21 @@ Deno.test("a negative offset returns the last updates without confirming them", 
   assert.equal(api.offset(), 0);
 });
 
+Deno.test("after thousands of confirmed updates, the rest are still answered in order", async () => {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  api.pushMessages(3_000);
+  for (let offset = 1; offset <= 2_001; offset += 100) {
+    assert.equal((await bot.api.getUpdates({ offset })).at(0)?.update_id, offset);
+  }
+  assert.equal(api.pending(), 1_000);
+  assert.equal(api.stats.confirmed, 2_000);
+  api.push({});
+  assert.deepEqual(ids(await bot.api.getUpdates({ offset: 2_001, limit: 3 })), [2001, 2002, 2003]);
+  assert.deepEqual(ids(await bot.api.getUpdates({ offset: -2 })), [3000, 3001]);
+  assert.equal(api.pending(), 1_001);
+});
+
 Deno.test("a held long poll answers as soon as updates are pushed", async () => {
   await using api = await FakeBotApi.start();
   const bot = botFor(api);
