@@ -22,7 +22,7 @@
 
 import { delay, Queue } from "./_async.ts";
 import { seededRandom } from "./_random.ts";
-import { show } from "./_validate.ts";
+import { knownOptions, optionalObject, show } from "./_validate.ts";
 import type { Message, Update, UserFromGetMe } from "grammy/types";
 
 /**
@@ -281,7 +281,7 @@ export class FakeBotApi implements AsyncDisposable {
    *
    * @param options Token, seed, faults and latency of the server (default: `{}`).
    * @returns The running server; close it when done.
-   * @throws {TypeError | RangeError} If an option has the wrong type or range.
+   * @throws {TypeError | RangeError} If an option is unknown, or has the wrong type or range.
    */
   static start(options?: FakeBotApiOptions): Promise<FakeBotApi> {
     return Promise.resolve().then(() => new FakeBotApi(options ?? {}));
@@ -289,6 +289,14 @@ export class FakeBotApi implements AsyncDisposable {
 
   private constructor(options: FakeBotApiOptions) {
     const context = "Cannot start fake Bot API";
+    optionalObject(context, "options", options);
+    knownOptions(context, options, [
+      "token",
+      "seed",
+      "faults",
+      "sendMessageLatency",
+      "firstUpdateId",
+    ]);
     const {
       token = "123456:TEST-fake-token",
       seed = 1,
@@ -383,17 +391,20 @@ export class FakeBotApi implements AsyncDisposable {
    * @param count How many messages to queue.
    * @param options Chats, senders and texts of the messages (default: `{}`).
    * @returns The ids of their updates.
-   * @throws {TypeError | RangeError} If `count` or `options.chats` is not an integer in range.
+   * @throws {TypeError | RangeError} If `count` or `options.chats` is not an integer in range, or an option is unknown.
    */
   pushMessages(count: number, options?: PushMessagesOptions): number[] {
-    check("Cannot push messages", "count", count, "a non-negative integer");
+    const context = "Cannot push messages";
+    check(context, "count", count, "a non-negative integer");
+    optionalObject(context, "options", options);
+    knownOptions(context, options, ["chats", "chatOf", "userOf", "text"]);
     const {
       chats = 1,
       chatOf = (_: number, random: () => number) => 1 + Math.floor(random() * chats),
       userOf = (_: number, chatId: number) => chatId,
       text = (index: number) => `message ${index}`,
     } = options ?? {};
-    check("Cannot push messages", "chats", chats, "a positive integer");
+    check(context, "chats", chats, "a positive integer");
     const date = Math.floor(Date.now() / 1000);
     return this.#enqueue(Array.from({ length: count }, (_, index) => {
       const chatId = chatOf(index, this.#updateRandom);
@@ -426,10 +437,12 @@ export class FakeBotApi implements AsyncDisposable {
    * @param command The command without its slash, such as `"start"`.
    * @param options Chat, sender, payload and bot username of the command (default: `{}`).
    * @returns The id of its update.
-   * @throws {TypeError | RangeError} If `command` or an option has the wrong type or shape.
+   * @throws {TypeError | RangeError} If `command` or an option has the wrong type or shape, or an option is unknown.
    */
   pushCommand(command: string, options?: PushCommandOptions): number {
     const context = "Cannot push a command";
+    optionalObject(context, "options", options);
+    knownOptions(context, options, ["chat", "user", "payload", "username"]);
     const { chat = 1, user = chat, payload = "", username } = options ?? {};
     if (typeof command !== "string" || !/^[A-Za-z0-9_]{1,32}$/.test(command)) {
       throw new TypeError(
@@ -559,7 +572,7 @@ export class FakeBotApi implements AsyncDisposable {
    * Replaces the faults; those left out become 0, and `retryAfter` 1.
    *
    * @param faults The new faults, `{}` for none.
-   * @throws {TypeError | RangeError} If a fault has the wrong type or range.
+   * @throws {TypeError | RangeError} If a fault is unknown, or has the wrong type or range.
    */
   setFaults(faults: FaultOptions): void {
     this.#faults = readFaults("Cannot set faults", faults);
@@ -906,6 +919,7 @@ function readFaults(
       `${context} as 'faults' must be an object: current value is ${value}`,
     );
   }
+  knownOptions(context, faults, [...FAULTS, "retryAfter"], "faults");
   const {
     serverError = 0,
     tooManyRequests = 0,
