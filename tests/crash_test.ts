@@ -63,21 +63,24 @@ function describe(outcome: CrashOutcome): string {
   ].join(" ");
 }
 
-Deno.test("kill -9 under load with a KV journal: nothing is lost, and only updates in flight at a kill run twice", async () => {
-  const outcome = await crash("grammyx-journal", 11);
+/** Kills the subject's bot under load; nothing may be lost, and each run may repeat at most `bound`. */
+async function assertNothingLost(
+  subject: CrashOptions["subject"],
+  seed: number,
+  bound: number,
+): Promise<void> {
+  const outcome = await crash(subject, seed);
   const report = describe(outcome);
   assert.equal(outcome.error, undefined, report);
   assert.deepEqual(lost(outcome), [], report);
-  assert.ok(repeatsPerRun(outcome).every((repeats) => repeats <= BOUNDS.journal), report);
-});
+  assert.ok(repeatsPerRun(outcome).every((repeats) => repeats <= bound), report);
+}
 
-Deno.test('kill -9 under load with confirm: "handled": nothing is lost, and only updates in flight at a kill run twice', async () => {
-  const outcome = await crash("grammyx-handled", 12);
-  const report = describe(outcome);
-  assert.equal(outcome.error, undefined, report);
-  assert.deepEqual(lost(outcome), [], report);
-  assert.ok(repeatsPerRun(outcome).every((repeats) => repeats <= BOUNDS.handled), report);
-});
+Deno.test("kill -9 under load with a KV journal: nothing is lost, and only updates in flight at a kill run twice", () =>
+  assertNothingLost("grammyx-journal", 11, BOUNDS.journal));
+
+Deno.test('kill -9 under load with confirm: "handled": nothing is lost, and only updates in flight at a kill run twice', () =>
+  assertNothingLost("grammyx-handled", 12, BOUNDS.handled));
 
 Deno.test('kill -9 under load with confirm: "fetched" (control): the run goes on, and may lose what was in flight', async () => {
   const outcome = await crash("grammyx", 13);
