@@ -29,6 +29,18 @@ export class Queue<T> {
   peek(): T | undefined {
     return this.#items[this.#head];
   }
+
+  /**
+   * Copies the items from `start` up to, not including, `end`, counted from
+   * the first; like `Array.prototype.slice`, a negative index counts from the
+   * end and indices past either end are clamped. The queue is unchanged.
+   */
+  slice(start = 0, end = this.length): T[] {
+    const length = this.length;
+    const clamp = (index: number) =>
+      Math.min(Math.max(index < 0 ? length + index : index, 0), length);
+    return this.#items.slice(this.#head + clamp(start), this.#head + clamp(end)) as T[];
+  }
 }
 
 /**

@@ -20,9 +20,9 @@
  * @module
  */
 
-import { delay } from "./_async.ts";
+import { delay, Queue } from "./_async.ts";
 import { seededRandom } from "./_random.ts";
-import { show } from "./_validate.ts";
+import { knownOptions, optionalObject, show } from "./_validate.ts";
 import type { Message, Update, UserFromGetMe } from "grammy/types";
 
 /**
@@ -254,9 +254,8 @@ export class FakeBotApi implements AsyncDisposable {
   #nextUpdateId: number;
   #faultRandom: () => number;
   #updateRandom: () => number;
-  /** Unconfirmed updates are `#queue[#head]` onwards, in id order. */
-  #queue: Pending[] = [];
-  #head = 0;
+  /** Pushed updates not yet confirmed, in id order. */
+  #unconfirmed = new Queue<Pending>();
   #enqueuedAt: number[] = [];
   #offset = 0;
   #held: HeldPoll | undefined;
@@ -282,7 +281,7 @@ export class FakeBotApi implements AsyncDisposable {
    *
    * @param options Token, seed, faults and latency of the server (default: `{}`).
    * @returns The running server; close it when done.
-   * @throws {TypeError | RangeError} If an option has the wrong type or range.
+   * @throws {TypeError | RangeError} If an option is unknown, or has the wrong type or range.
    */
   static start(options?: FakeBotApiOptions): Promise<FakeBotApi> {
     return Promise.resolve().then(() => new FakeBotApi(options ?? {}));
@@ -290,6 +289,14 @@ export class FakeBotApi implements AsyncDisposable {
 
   private constructor(options: FakeBotApiOptions) {
     const context = "Cannot start fake Bot API";
+    optionalObject(context, "options", options);
+    knownOptions(context, options, [
+      "token",
+      "seed",
+      "faults",
+      "sendMessageLatency",
+      "firstUpdateId",
+    ]);
     const {
       token = "123456:TEST-fake-token",
       seed = 1,
@@ -384,17 +391,20 @@ export class FakeBotApi implements AsyncDisposable {
    * @param count How many messages to queue.
    * @param options Chats, senders and texts of the messages (default: `{}`).
    * @returns The ids of their updates.
-   * @throws {TypeError | RangeError} If `count` or `options.chats` is not an integer in range.
+   * @throws {TypeError | RangeError} If `count` or `options.chats` is not an integer in range, or an option is unknown.
    */
   pushMessages(count: number, options?: PushMessagesOptions): number[] {
-    check("Cannot push messages", "count", count, "a non-negative integer");
+    const context = "Cannot push messages";
+    check(context, "count", count, "a non-negative integer");
+    optionalObject(context, "options", options);
+    knownOptions(context, options, ["chats", "chatOf", "userOf", "text"]);
     const {
       chats = 1,
       chatOf = (_: number, random: () => number) => 1 + Math.floor(random() * chats),
       userOf = (_: number, chatId: number) => chatId,
       text = (index: number) => `message ${index}`,
     } = options ?? {};
-    check("Cannot push messages", "chats", chats, "a positive integer");
+    check(context, "chats", chats, "a positive integer");
     const date = Math.floor(Date.now() / 1000);
     return this.#enqueue(Array.from({ length: count }, (_, index) => {
       const chatId = chatOf(index, this.#updateRandom);
@@ -427,10 +437,12 @@ export class FakeBotApi implements AsyncDisposable {
    * @param command The command without its slash, such as `"start"`.
    * @param options Chat, sender, payload and bot username of the command (default: `{}`).
    * @returns The id of its update.
-   * @throws {TypeError | RangeError} If `command` or an option has the wrong type or shape.
+   * @throws {TypeError | RangeError} If `command` or an option has the wrong type or shape, or an option is unknown.
    */
   pushCommand(command: string, options?: PushCommandOptions): number {
     const context = "Cannot push a command";
+    optionalObject(context, "options", options);
+    knownOptions(context, options, ["chat", "user", "payload", "username"]);
     const { chat = 1, user = chat, payload = "", username } = options ?? {};
     if (typeof command !== "string" || !/^[A-Za-z0-9_]{1,32}$/.test(command)) {
       throw new TypeError(
@@ -474,7 +486,7 @@ export class FakeBotApi implements AsyncDisposable {
 
   /** Counts the pushed updates not yet confirmed. @returns Their number. */
   pending(): number {
-    return this.#queue.length - this.#head;
+    return this.#unconfirmed.length;
   }
 
   /** Tells how far updates are confirmed. @returns The greatest `offset` seen, 0 if none. */
@@ -560,7 +572,7 @@ export class FakeBotApi implements AsyncDisposable {
    * Replaces the faults; those left out become 0, and `retryAfter` 1.
    *
    * @param faults The new faults, `{}` for none.
-   * @throws {TypeError | RangeError} If a fault has the wrong type or range.
+   * @throws {TypeError | RangeError} If a fault is unknown, or has the wrong type or range.
    */
   setFaults(faults: FaultOptions): void {
     this.#faults = readFaults("Cannot set faults", faults);
@@ -723,16 +735,9 @@ export class FakeBotApi implements AsyncDisposable {
 
   #confirm(offset: number): void {
     this.#offset = Math.max(this.#offset, offset);
-    const queue = this.#queue;
-    while (
-      this.#head < queue.length && queue[this.#head]!.update.update_id < offset
-    ) {
-      this.#head++;
+    while ((this.#unconfirmed.peek()?.update.update_id ?? offset) < offset) {
+      this.#unconfirmed.shift();
       this.#counts.confirmed++;
-    }
-    if (this.#head > 1024 && this.#head * 2 > queue.length) {
-      this.#queue = queue.slice(this.#head);
-      this.#head = 0;
     }
     for (const waiter of this.#waiters) {
       if (waiter.offset <= this.#offset) waiter.settle();
@@ -741,9 +746,8 @@ export class FakeBotApi implements AsyncDisposable {
 
   /** Picks the first `limit` unconfirmed updates, or those from the `-offset`th last on. */
   #select(offset: number, limit: number): Pending[] {
-    const length = this.#queue.length;
-    const start = offset < 0 ? Math.max(this.#head, length + offset) : this.#head;
-    return this.#queue.slice(start, start + limit);
+    const start = offset < 0 ? Math.max(0, this.#unconfirmed.length + offset) : 0;
+    return this.#unconfirmed.slice(start, start + limit);
   }
 
   #deliver(selected: Pending[]): Update[] {
@@ -762,7 +766,7 @@ export class FakeBotApi implements AsyncDisposable {
     const now = Date.now();
     const ids = updates.map((update) => {
       const id = this.#nextUpdateId++;
-      this.#queue.push({
+      this.#unconfirmed.push({
         update: { ...update, update_id: id },
         delivered: false,
       });
@@ -915,6 +919,7 @@ function readFaults(
       `${context} as 'faults' must be an object: current value is ${value}`,
     );
   }
+  knownOptions(context, faults, [...FAULTS, "retryAfter"], "faults");
   const {
     serverError = 0,
     tooManyRequests = 0,

@@ -64,9 +64,7 @@ export function parseFlags(args: string[]): Flags {
 }
 
 /** The `--help` text of `cpu.ts`, also printed under a bad flag. */
-export const CPU_USAGE =
-  `Usage: deno run --allow-net=127.0.0.1 --allow-env --allow-read --allow-run \\
-         --allow-sys=loadavg bench/cpu.ts [flags]
+export const CPU_USAGE = `Usage: deno task --cwd bench cpu [flags]
 
 Compares run() with run() + distribute() on handlers that burn CPU. Flags
 take their value as --updates 4000 or --updates=4000.

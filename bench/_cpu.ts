@@ -16,7 +16,7 @@
  */
 
 import process from "node:process";
-import { FakeBotApi } from "../testing.ts";
+import { FakeBotApi } from "@grammyx/runner/testing";
 import type { Plan } from "./_scenario.ts";
 import type { Metrics, TrialResult } from "./_trial.ts";
 

@@ -53,17 +53,19 @@ export interface ChildSpec {
   stallMs: number;
 }
 
-/** Everything a bot of the crash scenario (`crash_subject.ts`) needs; it runs until killed. */
+/** Everything a bot of the kill loop (`crash_subject.ts`) needs; it runs until killed. */
 export interface CrashSpec {
   subject: string;
   apiRoot: string;
   token: string;
   concurrency: number;
+  /** The sink's `maxPending` (grammyx subjects only); the runner's default without it. */
+  maxPending?: number;
   /** Whether to install the subject's `sequentialize(chat id)` first. */
   sequentialize: boolean;
   /** The work before the handler sends the update id back. */
   handler: HandlerSpec;
-  /** The KV file of `grammyx-journal`: it outlives the kills; the bench removes it. */
+  /** The KV file of `grammyx-journal`: it outlives the kills; the harness removes it. */
   journalPath?: string;
 }
 
@@ -133,8 +135,22 @@ export function delayFor(spec: HandlerSpec): (id: number, chat: number) => numbe
     case "hotCold":
       return (_, chat) => chat === spec.hotChat ? spec.hotMilliseconds : spec.coldMilliseconds;
     case "seeded":
-      return (id) => spec.min + (hash(id ^ spec.seed) % (spec.max - spec.min + 1));
+      return (id) => seededInteger(id, spec.min, spec.max, spec.seed);
   }
+}
+
+/**
+ * Draws a whole number from `min` to `max` for `key`: the same for the same
+ * key and seed, with no generator state to share between processes.
+ *
+ * @param key What the number is for (an update id, a run's index)
+ * @param min The least number
+ * @param max The greatest number
+ * @param seed The scenario's seed
+ * @returns The number
+ */
+export function seededInteger(key: number, min: number, max: number, seed: number): number {
+  return min + (hash(key ^ seed) % (max - min + 1));
 }
 
 /** A 32-bit integer hash (lowbias32), so seeded delays need no shared state. */

@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { FaultOptions } from "../testing.ts";
+import type { FaultOptions } from "@grammyx/runner/testing";
 import type { ChildReport, HandlerSpec } from "./_protocol.ts";
 import { percentile, type Unit } from "./_stats.ts";
 import type { SubjectName } from "./_subjects.ts";

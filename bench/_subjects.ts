@@ -28,7 +28,7 @@ export interface Subject {
 /** Every subject, by the name used with `--subjects`. */
 export const SUBJECTS = {
   grammyx: {
-    summary: "this module: run() + sequentialize() from ../mod.ts",
+    summary: "this module: run() + sequentialize() from @grammyx/runner (the workspace root)",
     load: async () => (await import("./subjects/grammyx.ts")).grammyx(),
   },
   rival: {

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { FakeBotApi } from "../testing.ts";
+import { FakeBotApi } from "@grammyx/runner/testing";
 import { type ChildReport, type ChildSpec, LineReader, type StopReport, TAG } from "./_protocol.ts";
 import { percentile } from "./_stats.ts";
 import type { Plan, TrialData } from "./_scenario.ts";

@@ -8,8 +8,8 @@
  * trials (`_cpu.ts`) as its "cpu" scenario, with the bench's table and JSON.
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 --allow-env --allow-read --allow-run --allow-sys=loadavg bench/cpu.ts
- * deno run --allow-net=127.0.0.1 --allow-env --allow-read --allow-run --allow-sys=loadavg bench/cpu.ts --updates=4000
+ * deno task --cwd bench cpu
+ * deno task --cwd bench cpu --updates=4000
  * ```
  *
  * Flags (`--help` lists them; `--updates 4000` and `--updates=4000` both
@@ -23,9 +23,9 @@
  */
 
 import { Bot, type Context } from "grammy";
-import { run } from "../mod.ts";
-import { distribute } from "../distribute.ts";
-import { BotWorker } from "../worker.ts";
+import { run } from "@grammyx/runner";
+import { distribute } from "@grammyx/runner/distribute";
+import { BotWorker } from "@grammyx/runner/worker";
 import {
   type ChildReport,
   ENV,

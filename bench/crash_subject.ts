@@ -1,12 +1,13 @@
 /**
- * One bot of the crash scenario (`_crash.ts`), in a process the bench kills
- * with SIGKILL and starts again. It runs the subject's runner with the
- * scenario's handler, which sends the update id back with `sendMessage` after
- * its work: what the fake server received is the record of what was handled.
+ * One bot of the kill loop (`_crash_harness.ts`, run by the crash scenario
+ * and the crash tests), in a process the harness kills with SIGKILL and
+ * starts again. It runs the subject's runner with the spec's handler, which
+ * sends the update id back with `sendMessage` after its work: what the fake
+ * server received is the record of what was handled.
  * On SIGTERM it stops the way the subject's users would (`await
  * handle.stop()`) and exits 0. The only argument is a `CrashSpec` as JSON;
- * `--remove <path>` instead removes a journal's KV files, for the bench,
- * which may not write to /tmp.
+ * `--remove <path>` instead removes a journal's KV files, for the harness,
+ * whose process may not write to /tmp.
  *
  * ```sh
  * deno run --unstable-kv --allow-net=127.0.0.1 --allow-env --allow-read --allow-write=/tmp \
@@ -48,7 +49,11 @@ async function main(spec: CrashSpec): Promise<void> {
   bot.catch((error) => console.error(`Handler failed: ${String(error.error).slice(0, 300)}`));
   await bot.init();
 
-  const running = driver.start(bot, { concurrency: spec.concurrency });
+  const { concurrency, maxPending } = spec;
+  const running = driver.start(bot, {
+    concurrency,
+    ...(maxPending === undefined ? {} : { maxPending }),
+  });
   let stopping = false;
   Deno.addSignalListener("SIGTERM", async () => {
     stopping = true;

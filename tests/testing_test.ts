@@ -89,6 +89,21 @@ Deno.test("a negative offset returns the last updates without confirming them", 
   assert.equal(api.offset(), 0);
 });
 
+Deno.test("after thousands of confirmed updates, the rest are still answered in order", async () => {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  api.pushMessages(3_000);
+  for (let offset = 1; offset <= 2_001; offset += 100) {
+    assert.equal((await bot.api.getUpdates({ offset })).at(0)?.update_id, offset);
+  }
+  assert.equal(api.pending(), 1_000);
+  assert.equal(api.stats.confirmed, 2_000);
+  api.push({});
+  assert.deepEqual(ids(await bot.api.getUpdates({ offset: 2_001, limit: 3 })), [2001, 2002, 2003]);
+  assert.deepEqual(ids(await bot.api.getUpdates({ offset: -2 })), [3000, 3001]);
+  assert.equal(api.pending(), 1_001);
+});
+
 Deno.test("a held long poll answers as soon as updates are pushed", async () => {
   await using api = await FakeBotApi.start();
   const bot = botFor(api);
@@ -590,6 +605,64 @@ Deno.test("start() rejects bad options, naming the option and the value", async 
     assert.throws(() => api.pushCommand("start", { username: "@fake_bot" }), TypeError);
     assert.throws(() => api.pushCommand("start", { payload: 1 as never }), TypeError);
     assert.equal(api.pending(), 0);
+  });
+});
+
+Deno.test("start() and the other options objects reject an unknown option, suggesting the nearest", async (t) => {
+  await t.step("start()", async () => {
+    await assert.rejects(FakeBotApi.start({ sed: 7 } as never), {
+      name: "TypeError",
+      message: "Cannot start fake Bot API as 'sed' is not an option: did you mean 'seed'?",
+    });
+    await assert.rejects(FakeBotApi.start({ port: 8080 } as never), {
+      name: "TypeError",
+      message: "Cannot start fake Bot API as 'port' is not an option",
+    });
+    await assert.rejects(FakeBotApi.start(5 as never), {
+      name: "TypeError",
+      message: "Cannot start fake Bot API as 'options' must be an object: current value is 5",
+    });
+  });
+  await t.step("faults, in start() and setFaults()", async () => {
+    await assert.rejects(FakeBotApi.start({ faults: { serverErrors: 0.1 } as never }), {
+      name: "TypeError",
+      message:
+        "Cannot start fake Bot API as 'faults.serverErrors' is not an option: did you mean 'faults.serverError'?",
+    });
+    await using api = await FakeBotApi.start();
+    assert.throws(() => api.setFaults({ retry_after: 2 } as never), {
+      name: "TypeError",
+      message:
+        "Cannot set faults as 'faults.retry_after' is not an option: did you mean 'faults.retryAfter'?",
+    });
+  });
+  await t.step("pushMessages() and pushCommand()", async () => {
+    await using api = await FakeBotApi.start();
+    assert.throws(() => api.pushMessages(1, { chat: 3 } as never), {
+      name: "TypeError",
+      message: "Cannot push messages as 'chat' is not an option: did you mean 'chats'?",
+    });
+    assert.throws(() => api.pushCommand("start", { chats: 3 } as never), {
+      name: "TypeError",
+      message: "Cannot push a command as 'chats' is not an option: did you mean 'chat'?",
+    });
+    assert.throws(() => api.pushCommand("start", { reply: "x" } as never), {
+      name: "TypeError",
+      message: "Cannot push a command as 'reply' is not an option",
+    });
+    assert.equal(api.pending(), 0, "nothing was pushed");
+  });
+  await t.step("every documented option is known", async () => {
+    await using api = await FakeBotApi.start({
+      token: "1:a",
+      seed: 2,
+      faults: { serverError: 0, tooManyRequests: 0, retryAfter: 1, cut: 0, malformed: 0 },
+      sendMessageLatency: 0,
+      firstUpdateId: 1,
+    });
+    api.pushMessages(1, { chats: 1, chatOf: () => 1, userOf: () => 1, text: () => "hi" });
+    api.pushCommand("start", { chat: 1, user: 1, payload: "x", username: "fake_bot" });
+    assert.equal(api.pending(), 2);
   });
 });
 

@@ -26,6 +26,8 @@ export type ChatKey = (ctx: Context) => string | undefined;
 export interface DriverOptions {
   /** How many updates may run at once (subjects without a bound ignore it). */
   concurrency: number;
+  /** Updates taken and not finished at most (subjects without such a bound ignore it). */
+  maxPending?: number;
 }
 
 /** A bot under a runner. */

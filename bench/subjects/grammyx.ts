@@ -11,8 +11,8 @@
  * @module
  */
 
-import { run, type RunnerOptions, sequentialize } from "../../mod.ts";
-import { kvJournal } from "../../journal.ts";
+import { run, type RunnerOptions, sequentialize } from "@grammyx/runner";
+import { kvJournal } from "@grammyx/runner/journal";
 import { removeKvFiles } from "../_kv.ts";
 import type { Driver } from "./_driver.ts";
 
@@ -44,9 +44,9 @@ export async function grammyxJournal(path?: string): Promise<Driver> {
 export function grammyx(runner: RunnerOptions = {}): Driver {
   return {
     sequentialize: (key) => sequentialize(key),
-    start(bot, { concurrency }) {
+    start(bot, { concurrency, maxPending }) {
       const handle = run(bot, {
-        sink: { concurrency },
+        sink: { concurrency, ...(maxPending === undefined ? {} : { maxPending }) },
         runner: { fetch: { timeout: 1 }, ...runner },
       });
       return {

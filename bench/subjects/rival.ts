@@ -12,7 +12,7 @@
  * @module
  */
 
-import { run, sequentialize } from "npm:@grammyjs/runner@2.0.3";
+import { run, sequentialize } from "@grammyjs/runner";
 import type { Driver } from "./_driver.ts";
 
 /**
