@@ -69,3 +69,23 @@ export interface TestUpdate {
   update_id: number;
   key?: string | string[];
 }
+
+/** Runs a script with `deno run --allow-env` and the given flags; returns its exit code and output. */
+export async function runScript(
+  url: URL,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-env", url.pathname, ...args],
+    env: { NO_COLOR: "1", NODE_OPTIONS: "--no-warnings" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: text.decode(output.stdout),
+    stderr: text.decode(output.stderr),
+  };
+}

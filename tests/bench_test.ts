@@ -1,6 +1,7 @@
 // The bench's command lines (bench/_cli.ts) and its result tables (bench/_table.ts).
 
 import assert from "node:assert/strict";
+import { runScript } from "./_helpers.ts";
 import { CPU_USAGE, helpText, parseCpuFlags, parseFlags } from "../bench/_cli.ts";
 import { renderScenario, type Row } from "../bench/_table.ts";
 import { SCENARIOS } from "../bench/scenarios.ts";
@@ -60,20 +61,10 @@ Deno.test("bench entry points answer a bad flag with one line and the usage, and
   const entries: Array<[string, string]> = [["main.ts", helpText()], ["cpu.ts", CPU_USAGE]];
   for (const [entry, usage] of entries) {
     await t.step(entry, async () => {
-      const output = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-env",
-          new URL(`../bench/${entry}`, import.meta.url).pathname,
-          "--bogus",
-        ],
-        env: { NO_COLOR: "1", NODE_OPTIONS: "--no-warnings" },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stderr = new TextDecoder().decode(output.stderr);
-      assert.equal(output.code, 2, stderr);
+      const { code, stderr } = await runScript(new URL(`../bench/${entry}`, import.meta.url), [
+        "--bogus",
+      ]);
+      assert.equal(code, 2, stderr);
       assert.equal(stderr, `Unknown option '--bogus'\n\n${usage}\n`);
     });
   }

@@ -1,6 +1,7 @@
 // The demo's command line (examples/_demo_flags.ts and examples/demo.ts).
 
 import assert from "node:assert/strict";
+import { runScript } from "./_helpers.ts";
 import { DEMO_USAGE, parseDemoFlags } from "../examples/_demo_flags.ts";
 
 const DEFAULTS = { updates: 50_000, chats: 5_000, hot: 5, concurrency: 500, latency: 3, seed: 1 };
@@ -75,23 +76,16 @@ Deno.test("a bad demo flag or value throws one line naming it", async (t) => {
 });
 
 Deno.test("the demo answers a bad flag with one line and the usage, and exits with 2", async () => {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-env",
-      new URL("../examples/demo.ts", import.meta.url).pathname,
+  const { code, stdout, stderr } = await runScript(
+    new URL("../examples/demo.ts", import.meta.url),
+    [
       "--updates",
     ],
-    env: { NO_COLOR: "1", NODE_OPTIONS: "--no-warnings" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr);
-  assert.equal(output.code, 2, stderr);
+  );
+  assert.equal(code, 2, stderr);
   assert.equal(
     stderr,
     `Option '--updates <value>' argument missing\n\n${DEMO_USAGE}\n`,
   );
-  assert.equal(output.stdout.length, 0);
+  assert.equal(stdout.length, 0);
 });
