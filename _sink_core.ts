@@ -36,7 +36,15 @@ class Task<Y> implements Slot {
   /** Lets its `sequentialize()` chain go on after that wait. */
   resume: (() => void) | undefined;
 
-  constructor(readonly core: SinkCore<Y>, readonly update: Y, readonly takenAt: number) {}
+  readonly core: SinkCore<Y>;
+  readonly update: Y;
+  readonly takenAt: number;
+
+  constructor(core: SinkCore<Y>, update: Y, takenAt: number) {
+    this.core = core;
+    this.update = update;
+    this.takenAt = takenAt;
+  }
 
   release(): void {
     this.core.releaseForKey(this);

@@ -24,7 +24,7 @@
  * @module
  */
 
-import type { Update } from "grammy/types";
+import type { Update } from "./_deps.ts";
 import { defaultReporter, safeReport } from "./_report.ts";
 import {
   applyMutation,

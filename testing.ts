@@ -23,7 +23,7 @@
 import { delay, Queue } from "./_async.ts";
 import { seededRandom } from "./_random.ts";
 import { knownOptions, optionalObject, show } from "./_validate.ts";
-import type { Message, Update, UserFromGetMe } from "grammy/types";
+import type { Message, Update, UserFromGetMe } from "./_deps.ts";
 
 /**
  * Faults injected into `getUpdates` answers, each with its probability. They

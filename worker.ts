@@ -17,7 +17,7 @@
  * @module
  */
 
-import { type Api, Bot, type BotConfig, BotError, type Context } from "grammy";
+import { type Api, Bot, type BotConfig, BotError, type Context } from "./_deps.ts";
 import { KeyedChains } from "./_chain.ts";
 import { describe } from "./_redact.ts";
 import type { DoneMessage, ExitMessage, ToWorker, UpdateMessage } from "./_pool.ts";
