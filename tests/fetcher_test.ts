@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createUpdateFetcher, createUpdateSupplier, PollingError, type Report } from "../mod.ts";
+import { until } from "./_helpers.ts";
 
 type U = { update_id: number };
 const TOKEN = "123456:AAAA-secret-token-that-must-never-leak-0123456789";
@@ -146,7 +147,7 @@ Deno.test("the fetcher stops retrying when its signal aborts", async () => {
   const fetch = createUpdateFetcher(bot, { retryInterval: 60_000, silent: true });
   const controller = new AbortController();
   const fetching = fetch(100, controller.signal);
-  await new Promise((ok) => setTimeout(ok, 5));
+  await until(() => bot.calls.length === 1, 10_000, "the first getUpdates to fail");
   controller.abort();
   await assert.rejects(fetching);
 });
@@ -170,7 +171,7 @@ Deno.test("'handled' mode never confirms past the oldest unfinished update", asy
   // Telegram sends 1..3 again: they are running or done, so they are skipped.
   const controller = new AbortController();
   const waiting = supplier.supply(3, controller.signal);
-  await new Promise((ok) => setTimeout(ok, 5));
+  await until(() => bot.calls.length === 2, 10_000, "Telegram to send 1..3 again");
   supplier.done(1);
   assert.deepEqual(await waiting, [{ update_id: 4 }, { update_id: 5 }, { update_id: 6 }]);
   assert.deepEqual(bot.calls.map((call) => call.offset), [0, 1, 4]);
