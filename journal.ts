@@ -61,9 +61,8 @@ export interface UpdateJournal<Y> {
 }
 
 /**
- * A Telegram update as grammY types it: what a journal holds unless told
- * otherwise. (Tagged so that `deno doc --lint` accepts a type of another
- * package in a public signature.)
+ * A Telegram update, as grammY's `Update` type (`grammy/types`) describes it:
+ * what a journal holds unless you give it another type.
  *
  * @internal
  */
