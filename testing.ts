@@ -21,11 +21,12 @@
  */
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { delay, Queue } from "./_async.ts";
+import { delay } from "./_async.ts";
 import { seededRandom } from "./_random.ts";
 import { describe } from "./_redact.ts";
+import { type DeliveryResult, WebhookDelivery } from "./_fake_webhook.ts";
 import { knownOptions, optionalObject, show } from "./_validate.ts";
-import type { Message, Update, UserFromGetMe } from "./_deps.ts";
+import type { Message, Update, UserFromGetMe, WebhookInfo } from "./_deps.ts";
 
 /**
  * Faults injected into `getUpdates` answers, each with its probability. They
@@ -82,6 +83,133 @@ export interface FakeBotApiOptions {
   sendMessageLatency?: number;
   /** `update_id` of the first pushed update. @default 1 */
   firstUpdateId?: number;
+  /**
+   * Milliseconds a webhook request may stay unanswered before it counts as
+   * failed and its update is sent again (Telegram gives up after about a
+   * minute). @default 60000
+   */
+  webhookTimeout?: number;
+  /**
+   * Milliseconds of one unit of the webhook retry backoff, a second at
+   * Telegram: a failed update is sent again at once, then after 2, 4, 8, ...
+   * units, at most 60 to 120 (seeded); an answer with `Retry-After: n` waits
+   * n units instead. Tests set it to 1. @default 1000
+   */
+  webhookRetryUnit?: number;
+  /**
+   * Called after each webhook request with how it ended, for instance to
+   * measure how fast the receiver answers. @default none
+   */
+  onWebhookResult?: (result: WebhookResult) => void;
+}
+
+/**
+ * How one webhook request of a {@linkcode FakeBotApi} ended, as
+ * {@linkcode FakeBotApiOptions.onWebhookResult} gets it.
+ *
+ * @example
+ * ```ts
+ * import { FakeBotApi, type WebhookResult } from "@grammyx/runner/testing";
+ * import assert from "node:assert/strict";
+ *
+ * const results: WebhookResult[] = [];
+ * await using receiver = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => new Response());
+ * await using api = await FakeBotApi.start({ onWebhookResult: (r) => results.push(r) });
+ * await api.setWebhook(`http://127.0.0.1:${receiver.addr.port}/`);
+ * const [id] = api.pushMessages(1);
+ * await api.whenAcknowledged();
+ * assert.equal(results[0]?.updateId, id);
+ * assert.equal(results[0]?.outcome, "acknowledged");
+ * ```
+ */
+export interface WebhookResult {
+  /** The update posted. */
+  updateId: number;
+  /** Which request for this update it was, since the webhook was set: 1, 2, ... */
+  attempt: number;
+  /**
+   * `"acknowledged"` for a 2xx answer, `"rejected"` for another status,
+   * `"timed out"` past `webhookTimeout`, `"dropped"` if the connection
+   * failed or closed before the answer was read.
+   */
+  outcome: "acknowledged" | "rejected" | "timed out" | "dropped";
+  /** HTTP status of the answer, if one came. */
+  status?: number;
+  /** Time from sending the request to the end of its answer, or to the failure. */
+  milliseconds: number;
+}
+
+/**
+ * Options of {@linkcode FakeBotApi.setWebhook}, the parameters of the Bot
+ * API's `setWebhook` in camel case.
+ *
+ * @example
+ * ```ts
+ * import { FakeBotApi } from "@grammyx/runner/testing";
+ * import assert from "node:assert/strict";
+ *
+ * await using api = await FakeBotApi.start();
+ * await api.setWebhook("https://example.com/hook", { secretToken: "s3cret", maxConnections: 5 });
+ * assert.equal(api.webhookInfo().max_connections, 5);
+ * await api.deleteWebhook();
+ * ```
+ */
+export interface SetWebhookOptions {
+  /** Sent in every request's `X-Telegram-Bot-Api-Secret-Token` header unless empty: at most 256 of `A-Z a-z 0-9 _ -`. @default "" (none) */
+  secretToken?: string;
+  /** Most requests open at once, 1 to 100. @default 40 */
+  maxConnections?: number;
+  /** Forget the updates not yet delivered. @default false */
+  dropPendingUpdates?: boolean;
+  /** Update types to ask for (kept like Telegram, not used to filter). @default the previous list */
+  allowedUpdates?: readonly string[];
+}
+
+/**
+ * Counters of the webhook deliveries of a {@linkcode FakeBotApi}, from its
+ * `webhookStats` getter, across every webhook set so far.
+ *
+ * @example
+ * ```ts
+ * import { FakeBotApi } from "@grammyx/runner/testing";
+ * import assert from "node:assert/strict";
+ *
+ * let calls = 0;
+ * const handler = () => new Response(null, { status: ++calls === 1 ? 500 : 200 });
+ * await using receiver = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * await using api = await FakeBotApi.start({ webhookRetryUnit: 1 });
+ * await api.setWebhook(`http://127.0.0.1:${receiver.addr.port}/`);
+ * api.pushMessages(1);
+ * await api.whenAcknowledged();
+ * const { delivered, retried, acknowledged, rejected, pending } = api.webhookStats;
+ * assert.deepEqual({ delivered, retried, acknowledged, rejected, pending }, {
+ *   delivered: 2,
+ *   retried: 1,
+ *   acknowledged: 1,
+ *   rejected: 1,
+ *   pending: 0,
+ * });
+ * ```
+ */
+export interface FakeWebhookStats {
+  /** Requests sent, retries included. */
+  delivered: number;
+  /** Requests that sent an update again after a failure. */
+  retried: number;
+  /** Updates acknowledged with a 2xx answer, and so forgotten. */
+  acknowledged: number;
+  /** Answers with a status outside 200..299. */
+  rejected: number;
+  /** Requests unanswered after `webhookTimeout`. */
+  timedOut: number;
+  /** Requests whose connection failed or closed before the answer was read. */
+  dropped: number;
+  /** Pushed updates not acknowledged (nor confirmed through `getUpdates`) yet. */
+  pending: number;
+  /** Requests open now. */
+  inFlight: number;
+  /** The most requests that were open at once. */
+  maxInFlight: number;
 }
 
 /**
@@ -178,11 +306,20 @@ export interface PushCommandOptions {
  */
 type UpdateToPush = Omit<Update, "update_id"> | Update;
 
+/**
+ * What the Bot API's `getWebhookInfo` answers: grammY's `WebhookInfo`.
+ * (Tagged so that `deno doc --lint` accepts a type of another package in a
+ * public signature.)
+ *
+ * @internal
+ */
+type WebhookInfoAnswer = WebhookInfo;
+
 /** A message as `Update.message` holds it (not from a channel). */
 type NewMessage = NonNullable<Update["message"]>;
 
 type Answer =
-  | { ok: true; result: unknown }
+  | { ok: true; result: unknown; description?: string }
   | {
     ok: false;
     error_code: number;
@@ -211,6 +348,12 @@ interface Waiter {
 
 const CONFLICT = "Conflict: terminated by other getUpdates request; " +
   "make sure that only one bot instance is running";
+const WEBHOOK_ACTIVE = "Conflict: can't use getUpdates method while webhook is active; " +
+  "use deleteWebhook to delete the webhook first";
+const DEFAULT_MAX_CONNECTIONS = 40;
+const MAX_CONNECTIONS = 100;
+/** A webhook as `setWebhook` set it. */
+type WebhookSettings = Required<Omit<SetWebhookOptions, "allowedUpdates">> & { url: string };
 const FAULTS = ["serverError", "tooManyRequests", "cut", "malformed"] as const;
 const JSON_TYPE = "application/json";
 const HTML_TYPE = "text/html";
@@ -262,8 +405,8 @@ export class FakeBotApi implements AsyncDisposable {
   #nextUpdateId: number;
   #faultRandom: () => number;
   #updateRandom: () => number;
-  /** Pushed updates not yet confirmed, in id order. */
-  #unconfirmed = new Queue<Pending>();
+  /** Pushed updates not yet confirmed or acknowledged, by id, in id order. */
+  #unconfirmed = new Map<number, Pending>();
   #enqueuedAt: number[] = [];
   #offset = 0;
   #held: HeldPoll | undefined;
@@ -281,6 +424,27 @@ export class FakeBotApi implements AsyncDisposable {
   /** One promise per request, settled once its answer was sent or could not be. */
   #answers = new Set<Promise<void>>();
   #closed: Promise<void> | undefined;
+  #webhookTimeout: number;
+  #webhookRetryUnit: number;
+  #onWebhookResult: ((result: WebhookResult) => void) | undefined;
+  #webhookRandom: () => number;
+  /** What `setWebhook` set, or `undefined` while no webhook is set. */
+  #webhook: WebhookSettings | undefined;
+  /** Posts the updates while a webhook is set. */
+  #delivery: WebhookDelivery | undefined;
+  /** Webhook changes, one after another (each waits for the previous delivery to end). */
+  #webhookChange: Promise<unknown> = Promise.resolve();
+  #webhookCounts = {
+    delivered: 0,
+    retried: 0,
+    acknowledged: 0,
+    rejected: 0,
+    timedOut: 0,
+    dropped: 0,
+    maxInFlight: 0,
+  };
+  #lastWebhookError: { date: number; message: string } | undefined;
+  #acknowledgedWaiters = new Set<(error?: unknown) => void>();
 
   /**
    * Starts a fake Bot API server on 127.0.0.1, on a free port.
@@ -304,6 +468,9 @@ export class FakeBotApi implements AsyncDisposable {
       "faults",
       "sendMessageLatency",
       "firstUpdateId",
+      "webhookTimeout",
+      "webhookRetryUnit",
+      "onWebhookResult",
     ]);
     const {
       token = "123456:TEST-fake-token",
@@ -311,6 +478,9 @@ export class FakeBotApi implements AsyncDisposable {
       faults = {},
       sendMessageLatency = 0,
       firstUpdateId = 1,
+      webhookTimeout = 60_000,
+      webhookRetryUnit = 1_000,
+      onWebhookResult,
     } = options;
     if (typeof token !== "string" || !/^\d+:[\w-]+$/.test(token)) {
       // A token is a secret: describe the value rather than print it.
@@ -327,6 +497,19 @@ export class FakeBotApi implements AsyncDisposable {
       "a non-negative number",
     );
     check(context, "firstUpdateId", firstUpdateId, "a positive integer");
+    check(context, "webhookTimeout", webhookTimeout, "a positive duration");
+    check(context, "webhookRetryUnit", webhookRetryUnit, "a positive duration");
+    if (onWebhookResult !== undefined && typeof onWebhookResult !== "function") {
+      throw new TypeError(
+        `${context} as 'onWebhookResult' must be a function: current value is ${
+          show(onWebhookResult)
+        }`,
+      );
+    }
+    this.#webhookTimeout = webhookTimeout;
+    this.#webhookRetryUnit = webhookRetryUnit;
+    this.#onWebhookResult = onWebhookResult;
+    this.#webhookRandom = seededRandom(seed ^ 0x2545f491);
     this.#faults = readFaults(context, faults);
     this.token = token;
     this.#sendMessageLatency = sendMessageLatency;
@@ -498,7 +681,7 @@ export class FakeBotApi implements AsyncDisposable {
 
   /** Counts the pushed updates not yet confirmed. @returns Their number. */
   pending(): number {
-    return this.#unconfirmed.length;
+    return this.#unconfirmed.size;
   }
 
   /** Tells how far updates are confirmed. @returns The greatest `offset` seen, 0 if none. */
@@ -591,6 +774,205 @@ export class FakeBotApi implements AsyncDisposable {
   }
 
   /**
+   * Sets a webhook, as the Bot API's `setWebhook` does: from now on the
+   * updates not yet confirmed, and those pushed later, are POSTed as JSON to
+   * `url` like Telegram's Bot API server sends them. Each chat (each sender
+   * for callback and inline queries) has its own queue, whose next update
+   * goes out only once the previous one was answered with a 2xx status; at
+   * most `maxConnections` requests are open; an update answered otherwise,
+   * unanswered after `webhookTimeout`, or whose connection failed, is sent
+   * again after a backoff while the rest of its queue waits. Like a Bot API
+   * server started with `--local`, it takes `http:` URLs and any port.
+   * While a webhook is set, `getUpdates` fails with 409.
+   *
+   * @example
+   * ```ts
+   * import { Bot, webhookCallback } from "grammy";
+   * import { FakeBotApi } from "@grammyx/runner/testing";
+   * import assert from "node:assert/strict";
+   *
+   * await using api = await FakeBotApi.start();
+   * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+   * bot.on("message:text", (ctx) => ctx.reply(ctx.msg.text.toUpperCase()));
+   * const handler = webhookCallback(bot, "std/http", { secretToken: "s3cret" });
+   * // Pass the request on: Deno.serve gives none to a handler declared without parameters.
+   * const serving = { hostname: "127.0.0.1", port: 0, onListen() {} };
+   * await using server = Deno.serve(serving, (request) => handler(request));
+   * await bot.api.setWebhook(`http://127.0.0.1:${server.addr.port}/`, { secret_token: "s3cret" });
+   * api.pushMessages(2, { chats: 1, text: (index) => `hi ${index}` });
+   * await api.whenAcknowledged();
+   * assert.deepEqual(api.sentMessages.map((m) => m.text), ["HI 0", "HI 1"]);
+   * ```
+   *
+   * @param url Where to post updates: an `http:` or `https:` URL.
+   * @param options Secret token, connection bound and what to drop (default: `{}`).
+   * @returns A promise that resolves once the webhook is set (and the previous one stopped).
+   * @throws {TypeError | RangeError} If `url` or an option has the wrong type or range, or an option is unknown.
+   */
+  setWebhook(url: string, options?: SetWebhookOptions): Promise<void> {
+    const context = "Cannot set the webhook";
+    optionalObject(context, "options", options);
+    knownOptions(context, options, [
+      "secretToken",
+      "maxConnections",
+      "dropPendingUpdates",
+      "allowedUpdates",
+    ]);
+    const {
+      secretToken = "",
+      maxConnections = DEFAULT_MAX_CONNECTIONS,
+      dropPendingUpdates = false,
+      allowedUpdates,
+    } = options ?? {};
+    const href = typeof url === "string" ? webhookUrl(url) : undefined;
+    if (href === undefined) {
+      throw new TypeError(
+        `${context} as 'url' must be an http or https URL: current value is ${show(url)}`,
+      );
+    }
+    if (typeof secretToken !== "string" || !/^[A-Za-z0-9_-]{0,256}$/.test(secretToken)) {
+      // A secret: describe the value rather than print it.
+      const value = typeof secretToken === "string" ? "another string" : show(secretToken);
+      throw new TypeError(
+        `${context} as 'secretToken' must be at most 256 of A-Z, a-z, 0-9, _ and -: current value is ${value}`,
+      );
+    }
+    check(context, "maxConnections", maxConnections, "an integer from 1 to 100");
+    checkBoolean(context, "dropPendingUpdates", dropPendingUpdates);
+    if (
+      allowedUpdates !== undefined &&
+      (!Array.isArray(allowedUpdates) || !allowedUpdates.every((t) => typeof t === "string"))
+    ) {
+      throw new TypeError(
+        `${context} as 'allowedUpdates' must be an array of update types: current value is ${
+          show(allowedUpdates)
+        }`,
+      );
+    }
+    if (allowedUpdates !== undefined) this.#allowedUpdates = [...allowedUpdates];
+    const webhook = { url: href, secretToken, maxConnections, dropPendingUpdates };
+    return this.#changeWebhook(webhook, dropPendingUpdates).then(() => {});
+  }
+
+  /**
+   * Deletes the webhook, as the Bot API's `deleteWebhook` does: requests
+   * still open are abandoned (their updates stay pending) and `getUpdates`
+   * works again.
+   *
+   * @example
+   * ```ts
+   * import { Bot } from "grammy";
+   * import { FakeBotApi } from "@grammyx/runner/testing";
+   * import assert from "node:assert/strict";
+   *
+   * await using api = await FakeBotApi.start();
+   * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+   * await api.setWebhook("http://127.0.0.1:9/nobody-listens", { dropPendingUpdates: true });
+   * await assert.rejects(bot.api.getUpdates(), /409/);
+   * await api.deleteWebhook();
+   * const [id] = api.pushMessages(1);
+   * assert.deepEqual((await bot.api.getUpdates()).map((u) => u.update_id), [id]);
+   * ```
+   *
+   * @param options `dropPendingUpdates: true` forgets the updates not yet delivered (default: `{}`).
+   * @returns A promise that resolves once the webhook's requests have ended.
+   * @throws {TypeError} If an option has the wrong type or is unknown.
+   */
+  deleteWebhook(options?: { dropPendingUpdates?: boolean }): Promise<void> {
+    const context = "Cannot delete the webhook";
+    optionalObject(context, "options", options);
+    knownOptions(context, options, ["dropPendingUpdates"]);
+    const { dropPendingUpdates = false } = options ?? {};
+    checkBoolean(context, "dropPendingUpdates", dropPendingUpdates);
+    return this.#changeWebhook(undefined, dropPendingUpdates).then(() => {});
+  }
+
+  /**
+   * Tells what the Bot API's `getWebhookInfo` answers: the URL (`""` if no
+   * webhook is set), the pending updates, the last error and the connection
+   * bound.
+   *
+   * @returns A new object, a snapshot.
+   */
+  webhookInfo(): WebhookInfoAnswer {
+    const webhook = this.#webhook;
+    const info: WebhookInfoAnswer = {
+      url: webhook?.url ?? "",
+      has_custom_certificate: false,
+      pending_update_count: this.#unconfirmed.size,
+    };
+    if (this.#lastWebhookError !== undefined) {
+      info.last_error_date = this.#lastWebhookError.date;
+      info.last_error_message = this.#lastWebhookError.message;
+    }
+    if (webhook !== undefined) {
+      info.max_connections = webhook.maxConnections;
+      const host = new URL(webhook.url).hostname;
+      info.ip_address = /^\d{1,3}(\.\d{1,3}){3}$/.test(host) ? host : "<unknown>";
+    }
+    if (this.#allowedUpdates !== undefined) {
+      info.allowed_updates = [...this.#allowedUpdates] as NonNullable<
+        WebhookInfo["allowed_updates"]
+      >;
+    }
+    return info;
+  }
+
+  /** Counters of the webhook deliveries so far. @returns A copy, a snapshot. */
+  get webhookStats(): FakeWebhookStats {
+    const delivery = this.#delivery;
+    return {
+      ...this.#webhookCounts,
+      pending: this.#unconfirmed.size,
+      inFlight: delivery?.inFlight ?? 0,
+      maxInFlight: Math.max(this.#webhookCounts.maxInFlight, delivery?.maxInFlight ?? 0),
+    };
+  }
+
+  /**
+   * Waits until no pushed update is pending: each was acknowledged by the
+   * webhook (or confirmed through `getUpdates`).
+   *
+   * @example
+   * ```ts
+   * import { FakeBotApi } from "@grammyx/runner/testing";
+   * import assert from "node:assert/strict";
+   *
+   * const texts: string[] = [];
+   * await using receiver = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+   *   texts.push((await request.json()).message.text);
+   *   return new Response();
+   * });
+   * await using api = await FakeBotApi.start();
+   * api.pushMessages(3, { chats: 1 });
+   * await api.setWebhook(`http://127.0.0.1:${receiver.addr.port}/`);
+   * await api.whenAcknowledged();
+   * assert.deepEqual(texts, ["message 0", "message 1", "message 2"]);
+   * assert.equal(api.webhookStats.acknowledged, 3);
+   * ```
+   *
+   * @param signal Stops the wait, rejecting with its reason.
+   * @returns A promise that resolves once nothing is pending.
+   * @throws {Error} If the server is closed first.
+   */
+  whenAcknowledged(signal?: AbortSignal): Promise<void> {
+    if (this.#unconfirmed.size === 0) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#closed) return Promise.reject(closedBeforeAcknowledged());
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const onAbort = () => settle(signal?.reason);
+    const settle = (error?: unknown) => {
+      this.#acknowledgedWaiters.delete(settle);
+      signal?.removeEventListener("abort", onAbort);
+      if (error === undefined) resolve();
+      else reject(error);
+    };
+    this.#acknowledgedWaiters.add(settle);
+    signal?.addEventListener("abort", onAbort);
+    return promise;
+  }
+
+  /**
    * Acts as if another bot instance polled for a while: the held `getUpdates`
    * and all that arrive in the next `milliseconds` get a 409 conflict.
    *
@@ -629,6 +1011,9 @@ export class FakeBotApi implements AsyncDisposable {
 
   async #shutDown(): Promise<void> {
     this.#closing.abort();
+    for (const settle of this.#acknowledgedWaiters) settle(closedBeforeAcknowledged());
+    await this.#webhookChange;
+    await this.#stopDelivery();
     this.#held?.answer(success([]));
     for (const waiter of this.#waiters) {
       waiter.settle(closedBefore(waiter.offset));
@@ -645,6 +1030,108 @@ export class FakeBotApi implements AsyncDisposable {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeAllConnections();
     await closed;
+  }
+
+  /**
+   * Applies a webhook change after those before it: stops the current
+   * delivery, drops pending updates if asked, and starts a delivery of every
+   * pending update to the new URL.
+   *
+   * @returns Telegram's description of what happened.
+   */
+  #changeWebhook(next: WebhookSettings | undefined, drop: boolean): Promise<string> {
+    const change = this.#webhookChange.then(async () => {
+      const current = this.#webhook;
+      if (!drop && sameWebhook(current, next)) {
+        return next ? "Webhook is already set" : "Webhook is already deleted";
+      }
+      if (next !== undefined) {
+        this.#held?.answer(this.#conflict("Conflict: terminated by setWebhook request"));
+      }
+      this.#webhook = next;
+      this.#lastWebhookError = undefined;
+      await this.#stopDelivery();
+      if (drop) {
+        this.#unconfirmed.clear();
+        this.#settleAcknowledged();
+      }
+      if (next !== undefined && !this.#closing.signal.aborted) {
+        const settings = {
+          timeout: this.#webhookTimeout,
+          retryUnit: this.#webhookRetryUnit,
+          random: this.#webhookRandom,
+        };
+        this.#delivery = new WebhookDelivery(
+          next,
+          settings,
+          (result) => this.#onDelivery(result),
+        );
+        for (const pending of this.#unconfirmed.values()) this.#delivery.add(pending.update);
+      }
+      if (next !== undefined) return "Webhook was set";
+      return current ? "Webhook was deleted" : "Webhook is already deleted";
+    });
+    this.#webhookChange = change.catch(() => {});
+    return change;
+  }
+
+  /** Ends the current delivery, keeping its high-water mark of open requests. */
+  async #stopDelivery(): Promise<void> {
+    const delivery = this.#delivery;
+    this.#delivery = undefined;
+    if (delivery === undefined) return;
+    await delivery.close();
+    const counts = this.#webhookCounts;
+    counts.maxInFlight = Math.max(counts.maxInFlight, delivery.maxInFlight);
+  }
+
+  /** Counts a webhook request, forgets an acknowledged update and runs a method given in reply. */
+  #onDelivery(result: DeliveryResult): void {
+    const counts = this.#webhookCounts;
+    const { update, attempt, outcome, status, milliseconds, error, reply } = result;
+    counts.delivered++;
+    if (attempt > 1) counts.retried++;
+    if (outcome === "acknowledged") {
+      counts.acknowledged++;
+      this.#unconfirmed.delete(update.update_id);
+      this.#runReply(reply);
+    } else if (outcome === "rejected") counts.rejected++;
+    else if (outcome === "timed out") counts.timedOut++;
+    else counts.dropped++;
+    if (error !== undefined) {
+      this.#lastWebhookError = { date: Math.floor(Date.now() / 1000), message: error };
+    }
+    const hook = this.#onWebhookResult;
+    if (hook !== undefined) {
+      const event: WebhookResult = { updateId: update.update_id, attempt, outcome, milliseconds };
+      if (status !== undefined) event.status = status;
+      try {
+        hook(event);
+      } catch (error) {
+        // Surfaces as an uncaught error, without stopping the delivery.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+    this.#settleAcknowledged();
+  }
+
+  /** Runs a method that a webhook answer carries, as Telegram does with webhook replies. */
+  #runReply(reply: unknown): void {
+    if (typeof reply !== "object" || reply === null || Array.isArray(reply)) return;
+    const { method, ...params } = reply as Record<string, unknown>;
+    if (typeof method !== "string" || method === "") return;
+    const name = method.toLowerCase();
+    if (["setwebhook", "deletewebhook", "close", "logout"].includes(name)) return;
+    if (name.startsWith("get")) return;
+    this.#count(method);
+    void this.#call(method, params);
+  }
+
+  #settleAcknowledged(): void {
+    if (this.#unconfirmed.size > 0) return;
+    for (const settle of this.#acknowledgedWaiters) settle();
   }
 
   /** Answers one request, keeping bugs off the console and the token out of what the client reads. */
@@ -665,18 +1152,69 @@ export class FakeBotApi implements AsyncDisposable {
     if (path === null) return respond(failure(404, "Not Found"));
     if (path[1] !== this.token) return respond(failure(401, "Unauthorized"));
     const method = path[2]!;
-    this.#requests.set(method, (this.#requests.get(method) ?? 0) + 1);
+    this.#count(method);
     const params = await unlessAborted(readParams(url, incoming), this.#closing.signal);
     if (params === CLOSING) return respond(closingFailure());
     if (params === undefined) {
       return respond(failure(400, "Bad Request: cannot parse the parameters"));
     }
-    if (method === "getUpdates") return this.#getUpdates(params);
-    if (method === "sendMessage") return await this.#sendMessage(params);
-    return respond(success(method === "getMe" ? this.#me : true));
+    return await this.#call(method, params);
+  }
+
+  #count(method: string): void {
+    this.#requests.set(method, (this.#requests.get(method) ?? 0) + 1);
+  }
+
+  /** Runs a Bot API method; those the fake does not know answer `true`. */
+  async #call(method: string, params: Record<string, unknown>): Promise<Reply> {
+    switch (method) {
+      case "getUpdates":
+        return this.#getUpdates(params);
+      case "sendMessage":
+        return await this.#sendMessage(params);
+      case "getMe":
+        return respond(success(this.#me));
+      case "setWebhook":
+        return await this.#setWebhookCall(params);
+      case "deleteWebhook": {
+        const drop = readBoolean(params.drop_pending_updates);
+        return respond(success(true, await this.#changeWebhook(undefined, drop)));
+      }
+      case "getWebhookInfo":
+        return respond(success(this.webhookInfo()));
+      default:
+        return respond(success(true));
+    }
+  }
+
+  /** `setWebhook` over HTTP: Telegram's checks and answers (an empty URL deletes the webhook). */
+  async #setWebhookCall(params: Record<string, unknown>): Promise<Reply> {
+    const drop = readBoolean(params.drop_pending_updates);
+    const url = params.url === undefined ? "" : String(params.url);
+    if (url === "") return respond(success(true, await this.#changeWebhook(undefined, drop)));
+    const href = webhookUrl(url);
+    if (href === undefined) {
+      return respond(failure(400, "Bad Request: invalid webhook URL specified"));
+    }
+    const secretToken = params.secret_token === undefined ? "" : String(params.secret_token);
+    if (secretToken.length > 256) {
+      return respond(failure(400, "Bad Request: secret token is too long"));
+    }
+    if (!/^[A-Za-z0-9_-]*$/.test(secretToken)) {
+      return respond(failure(400, "Bad Request: secret token contains unallowed characters"));
+    }
+    // Telegram clamps max_connections rather than rejecting it.
+    const given = params.max_connections === undefined || params.max_connections === ""
+      ? DEFAULT_MAX_CONNECTIONS
+      : Math.trunc(toNumber(params.max_connections, 0));
+    const maxConnections = Math.min(Math.max(given, 1), MAX_CONNECTIONS);
+    this.#allowedUpdates = readAllowedUpdates(params.allowed_updates) ?? this.#allowedUpdates;
+    const webhook = { url: href, secretToken, maxConnections, dropPendingUpdates: drop };
+    return respond(success(true, await this.#changeWebhook(webhook, drop)));
   }
 
   #getUpdates(params: Record<string, unknown>): Reply {
+    if (this.#webhook !== undefined) return respond(this.#conflict(WEBHOOK_ACTIVE));
     const fault = this.#pickFault();
     if (fault !== undefined) return fault;
     if (Date.now() < this.#conflictUntil) return respond(this.#conflict());
@@ -750,15 +1288,16 @@ export class FakeBotApi implements AsyncDisposable {
     }
   }
 
-  #conflict(): Answer {
+  #conflict(description = CONFLICT): Answer {
     this.#counts.getUpdatesErrors++;
-    return failure(409, CONFLICT);
+    return failure(409, description);
   }
 
   #confirm(offset: number): void {
     this.#offset = Math.max(this.#offset, offset);
-    while ((this.#unconfirmed.peek()?.update.update_id ?? offset) < offset) {
-      this.#unconfirmed.shift();
+    for (const id of this.#unconfirmed.keys()) {
+      if (id >= offset) break;
+      this.#unconfirmed.delete(id);
       this.#counts.confirmed++;
     }
     for (const waiter of this.#waiters) {
@@ -768,8 +1307,17 @@ export class FakeBotApi implements AsyncDisposable {
 
   /** Picks the first `limit` unconfirmed updates, or those from the `-offset`th last on. */
   #select(offset: number, limit: number): Pending[] {
-    const start = offset < 0 ? Math.max(0, this.#unconfirmed.length + offset) : 0;
-    return this.#unconfirmed.slice(start, start + limit);
+    if (offset < 0) {
+      const all = [...this.#unconfirmed.values()];
+      const start = Math.max(0, all.length + offset);
+      return all.slice(start, start + limit);
+    }
+    const selected: Pending[] = [];
+    for (const pending of this.#unconfirmed.values()) {
+      if (selected.length === limit) break;
+      selected.push(pending);
+    }
+    return selected;
   }
 
   #deliver(selected: Pending[]): Update[] {
@@ -788,11 +1336,10 @@ export class FakeBotApi implements AsyncDisposable {
     const now = Date.now();
     const ids = updates.map((update) => {
       const id = this.#nextUpdateId++;
-      this.#unconfirmed.push({
-        update: { ...update, update_id: id },
-        delivered: false,
-      });
+      const pending = { update: { ...update, update_id: id }, delivered: false };
+      this.#unconfirmed.set(id, pending);
       this.#enqueuedAt.push(now);
+      this.#delivery?.add(pending.update);
       return id;
     });
     const held = this.#held;
@@ -882,8 +1429,8 @@ async function send(reply: Reply, outgoing: ServerResponse): Promise<void> {
   }
 }
 
-function success(result: unknown): Answer {
-  return { ok: true, result };
+function success(result: unknown, description?: string): Answer {
+  return description === undefined ? { ok: true, result } : { ok: true, result, description };
 }
 
 function failure(
@@ -1025,6 +1572,8 @@ const REQUIREMENTS = {
   "a positive integer": (n: number) => Number.isSafeInteger(n) && n > 0,
   "a non-negative integer": (n: number) => Number.isSafeInteger(n) && n >= 0,
   "a non-negative number": (n: number) => n >= 0 && n < Infinity,
+  "a positive duration": (n: number) => n > 0 && n <= 2 ** 31 - 1,
+  "an integer from 1 to 100": (n: number) => Number.isSafeInteger(n) && n >= 1 && n <= 100,
   "a number from 0 to 1": (n: number) => n >= 0 && n <= 1,
 };
 
@@ -1049,4 +1598,45 @@ function closedBefore(offset: number): Error {
   return new Error(
     `Cannot wait for offset ${offset} as the fake Bot API was closed`,
   );
+}
+
+function closedBeforeAcknowledged(): Error {
+  return new Error("Cannot wait for acknowledgements as the fake Bot API was closed");
+}
+
+/** @throws {TypeError} If `value` is not a boolean. */
+function checkBoolean(context: string, name: string, value: unknown): void {
+  if (typeof value !== "boolean") {
+    throw new TypeError(
+      `${context} as '${name}' must be a boolean: current value is ${show(value)}`,
+    );
+  }
+}
+
+/** A boolean parameter as Telegram reads it: `true`, `"true"` or `"1"`. */
+function readBoolean(value: unknown): boolean {
+  return value === true || value === 1 || value === "true" || value === "1";
+}
+
+/**
+ * A webhook URL as Telegram takes it (https if no scheme is given), or
+ * `undefined` if it is not an http or https URL with a host.
+ */
+function webhookUrl(url: string): string | undefined {
+  if (/\s/.test(url)) return undefined;
+  const withScheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(url) ? url : `https://${url}`;
+  try {
+    const parsed = new URL(withScheme);
+    const web = parsed.protocol === "http:" || parsed.protocol === "https:";
+    return web && parsed.hostname !== "" ? parsed.href : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether two webhooks are the same, so that setting one again changes nothing. */
+function sameWebhook(a: WebhookSettings | undefined, b: WebhookSettings | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.url === b.url && a.secretToken === b.secretToken &&
+    a.maxConnections === b.maxConnections;
 }
