@@ -446,7 +446,9 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
         // On Deno Deploy the isolate lives while this runs: wait (a bounded
         // time) for the worker to be done with the lane.
         const work = [...own].map((listener) => listener(message));
-        await Promise.race([Promise.allSettled(work), delay(25_000)]);
+        const bound = new AbortController();
+        await Promise.race([Promise.allSettled(work), delay(25_000, bound.signal)]);
+        bound.abort();
       }).catch(() => {});
     }
     set.add(listener);
