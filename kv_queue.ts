@@ -78,8 +78,8 @@ export interface RunFromKvOptions<Y = TelegramUpdate>
 const MAX_CHECKS = 100;
 /** Updates per store commit: 1 check and 3 mutations each, plus a wake-up per lane. */
 const STORE_CHUNK = 50;
-/** Leases per record commit (each is a check), leaving room for nothing else to check. */
-const LEASE_CHUNK = MAX_CHECKS - 10;
+/** Leases per record commit: each is a check, and its sentinel another when the lane is let go. */
+const LEASE_CHUNK = Math.floor(MAX_CHECKS / 2) - 5;
 /** How long Telegram keeps an update, and so how long a delivery may be repeated. */
 const DEDUPE_MILLISECONDS = 24 * 60 * 60 * 1000;
 /** The marker of this module's wake-up messages on the KV queue. */
@@ -104,6 +104,10 @@ interface KvLease extends Lease {
    * updates are recorded, unless the sentinel changed since.
    */
   emptyAt?: string | null | undefined;
+  /** The ids the last `read` returned and not recorded yet. */
+  unrecorded?: Set<number>;
+  /** Let go in the commit that recorded the last of them (see `#recordChunk`). */
+  released?: boolean;
 }
 
 /** The value of a lease entry. `owner: null` is a lane handed back (free, deaths kept). */
@@ -521,6 +525,7 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
     const sentinel = await retryLocked(() => this.#kv.get(this.#key("lane", held.lane)));
     const items = await this.#read(held.lane, limit);
     held.emptyAt = items.length < limit ? sentinel.versionstamp : undefined;
+    held.unrecorded = new Set(items.map((item) => item.update.update_id));
     return items.map((item) => ({
       ...item,
       attempts: item.update.update_id === held.head ? held.attempts : 0,
@@ -551,8 +556,8 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
     let chunk: [KvLease, QueueRecord<Y>[]][] = [];
     let mutations = 0;
     for (const [lease, group] of groups) {
-      // Per lease: a check and a set; per record: a delete, a dead letter, a counter.
-      const cost = 1 + 3 * group.length;
+      // Per lease: a set or three deletes; per record: a delete, a dead letter, a counter.
+      const cost = 3 + 3 * group.length;
       if (chunk.length === LEASE_CHUNK || mutations + cost > LIMITS.mutations - 10) {
         lost.push(...await this.#recordChunk(chunk, milliseconds));
         chunk = [];
@@ -568,9 +573,12 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
   /**
    * One atomic commit: every lease of the chunk checked (still this
    * worker's, by versionstamp) and renewed, every record's update removed
-   * from its inbox, dead letters written, counters bumped. If a check
-   * fails, the leases that changed are lost: they leave the chunk, and the
-   * rest is committed again.
+   * from its inbox, dead letters written, counters bumped. A lane whose
+   * records complete a read that returned all it held is let go in the same
+   * commit, if its sentinel is unchanged since that read (as `release` would
+   * do, one commit fewer). If a check fails, the leases that changed are
+   * lost and leave the chunk, lanes whose sentinel changed stay held, and
+   * the rest is committed again.
    */
   async #recordChunk(
     chunk: [KvLease, QueueRecord<Y>[]][],
@@ -583,17 +591,30 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
       const expiresAt = now + milliseconds;
       const operation = this.#kv.atomic();
       const counts = new Map<QueueOutcome, bigint>();
+      const releasing = new Set<KvLease>();
       for (const [lease, group] of remaining) {
-        operation
-          .check({ key: this.#key("lease", lease.lane), versionstamp: lease.versionstamp })
-          .set(this.#key("expiry", lease.lane), expiresAt);
+        const lane = lease.lane;
+        operation.check({ key: this.#key("lease", lane), versionstamp: lease.versionstamp });
+        const ids = new Set(group.map(({ item }) => item.update.update_id));
+        const last = group.length > 0 && lease.emptyAt !== undefined &&
+          [...lease.unrecorded ?? []].every((id) => ids.has(id));
+        if (last) {
+          releasing.add(lease);
+          operation
+            .check({ key: this.#key("lane", lane), versionstamp: lease.emptyAt! })
+            .delete(this.#key("lease", lane))
+            .delete(this.#key("expiry", lane))
+            .delete(this.#key("lane", lane));
+        } else {
+          operation.set(this.#key("expiry", lane), expiresAt);
+        }
         for (const { item, outcome } of group) {
           const id = item.update.update_id;
-          operation.delete(this.#key("inbox", lease.lane, id));
+          operation.delete(this.#key("inbox", lane, id));
           if (outcome === "deadLettered") {
             const letter: DeadLetter<Y> = {
               update: item.update,
-              lane: lease.lane,
+              lane,
               attempts: item.attempts,
               at: now,
             };
@@ -607,19 +628,33 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
       }
       const result = await retryLocked(() => operation.commit());
       if (result.ok) {
-        for (const [lease] of remaining) lease.expiresAt = Math.max(lease.expiresAt, expiresAt);
+        for (const [lease, group] of remaining) {
+          for (const { item } of group) lease.unrecorded?.delete(item.update.update_id);
+          if (releasing.has(lease)) lease.released = true;
+          else lease.expiresAt = Math.max(lease.expiresAt, expiresAt);
+        }
         return lost;
       }
-      const entries = await this.#getMany(
+      const leases = await this.#getMany(
         remaining.map(([lease]) => this.#key("lease", lease.lane)),
       );
+      const sentinels = await this.#getMany(
+        [...releasing].map((lease) => this.#key("lane", lease.lane)),
+      );
+      let changed = false;
+      [...releasing].forEach((lease, index) => {
+        if (sentinels[index]!.versionstamp !== lease.emptyAt) {
+          lease.emptyAt = undefined; // updates came in: the lane stays held
+          changed = true;
+        }
+      });
       const kept = remaining.filter(([lease], index) => {
-        if (entries[index]!.versionstamp === lease.versionstamp) return true;
+        if (leases[index]!.versionstamp === lease.versionstamp) return true;
         lost.push(lease);
         return false;
       });
-      if (kept.length === remaining.length) {
-        throw new Error("Cannot record outcomes as the commit failed with every lease unchanged");
+      if (kept.length === remaining.length && !changed) {
+        throw new Error("Cannot record outcomes as the commit failed with every check unchanged");
       }
       remaining = kept;
     }
@@ -628,6 +663,7 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
 
   async release(lease: Lease, milliseconds: number): Promise<"released" | "waiting" | "lost"> {
     const held = lease as KvLease;
+    if (held.released) return "released"; // in the commit of its last outcomes
     const leaseKey = this.#key("lease", held.lane);
     const laneKey = this.#key("lane", held.lane);
     // The sentinel is bumped by every store in the lane. Read it before the
@@ -664,6 +700,7 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
 
   async handBack(lease: Lease): Promise<void> {
     const held = lease as KvLease;
+    if (held.released) return;
     const key = this.#key("lease", held.lane);
     // Free, but the head's deaths are kept: a graceful stop is not a death.
     const value: LeaseValue = { owner: null, head: held.head, attempts: held.attempts };

@@ -12,6 +12,7 @@
  * ```sh
  * deno task --cwd bench kv-queue
  * deno task --cwd bench kv-queue --updates=2000 --chats=200 --workers=2 --handler-ms=20
+ * deno task --cwd bench kv-queue --rate=300   (offer 300 updates/s: the ingress response time at that load)
  * ```
  *
  * @module
@@ -30,6 +31,7 @@ const { values } = parseArgs({
     workers: { type: "string", default: "1" },
     connections: { type: "string", default: "40" },
     "handler-ms": { type: "string", default: "20" },
+    rate: { type: "string", default: "0" },
   },
 });
 const updates = Number(values.updates);
@@ -37,6 +39,8 @@ const chats = Number(values.chats);
 const workers = Number(values.workers);
 const connections = Number(values.connections);
 const handlerMs = Number(values["handler-ms"]);
+/** Updates offered per second (0: as fast as the ingress answers). */
+const rate = Number(values.rate);
 
 const path = `/tmp/grammyx-kv-queue-${crypto.randomUUID()}.kv`;
 const ingressKv = await Deno.openKv(path);
@@ -82,6 +86,10 @@ for (let id = 1; id <= updates; id++) {
 const start = performance.now();
 await Promise.all(byConnection.map(async (list) => {
   for (const [id, chat] of list) {
+    if (rate > 0) {
+      const due = start + ((id - 1) * 1_000) / rate - performance.now();
+      if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
+    }
     const body = JSON.stringify({
       update_id: id,
       message: {
@@ -118,16 +126,18 @@ for (const [chat, ids] of perChat) {
 const duplicates = handled - new Set([...perChat.values()].flat()).size;
 latencies.sort((a, b) => a - b);
 const limit = await commitRate(40, 3);
-const rate = updates / seconds;
+const throughput = updates / seconds;
 console.log(
-  `${updates} updates, ${chats} chats, ${workers} worker(s) in process, ${connections} connections, ${handlerMs} ms handlers`,
+  `${updates} updates, ${chats} chats, ${workers} worker(s) in process, ${connections} connections, ${handlerMs} ms handlers, offered ${
+    rate > 0 ? `${rate}/s` : "as fast as answered"
+  }`,
 );
 console.log(
   "| row | updates/s | ingress p50 | ingress p99 | offered/s | duplicates | order violations | lost session writes |",
 );
 console.log("| --- | --: | --: | --: | --: | --: | --: | --: |");
 console.log(
-  `| webhookToKv → runFromKv | ${Math.round(rate)} | ${
+  `| webhookToKv → runFromKv | ${Math.round(throughput)} | ${
     percentile(latencies, 0.5).toFixed(1)
   } ms | ${percentile(latencies, 0.99).toFixed(1)} ms | ${
     Math.round(updates / ((postedAt - start) / 1_000))
@@ -136,4 +146,4 @@ console.log(
 console.log(
   `| limit: atomic commits/s, 40 writers, same kind of file | ${Math.round(limit)} | | | | | | |`,
 );
-console.log(`end-to-end / limit = ${(rate / limit).toFixed(2)}`);
+console.log(`end-to-end / limit = ${(throughput / limit).toFixed(2)}`);

@@ -288,19 +288,22 @@ Deno.test("release lets go only if the lane is empty in the same commit: no lost
   assert.equal(await racing.release(lease, 30_000), "waiting");
   let items = await racing.read(lease, 10);
   assert.deepEqual(items.map((queued) => queued.update.update_id), [1, 2]);
+  // Between the read that returned the whole lane and the commit of its
+  // outcomes (which would let the lane go), an update comes in.
+  await queue.store([message(3, 1)]);
   assert.deepEqual(
     await racing.record(items.map((item) => ({ lease, item, outcome: "handled" })), [], 30_000),
     [],
   );
-  // After a read that returned the whole lane: an update stored since is seen.
-  await queue.store([message(3, 1)]);
   assert.equal(await racing.release(lease, 30_000), "waiting");
   items = await racing.read(lease, 10);
   assert.deepEqual(items.map((queued) => queued.update.update_id), [3]);
+  // Its outcome completes the read: the lane is let go in the same commit.
   assert.deepEqual(
     await racing.record([{ lease, item: items[0]!, outcome: "handled" }], [], 30_000),
     [],
   );
+  assert.deepEqual(await queue.lanes(10), []);
   assert.equal(await racing.release(lease, 30_000), "released");
   assert.deepEqual(await queue.lanes(10), []);
   assert.deepEqual(await entries(real), [
