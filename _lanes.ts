@@ -77,6 +77,8 @@ interface Held {
   ended: boolean;
   /** Some update read was left unrun (the worker is stopping): the lane is not empty. */
   skipped: boolean;
+  /** Lost because its renewal came too late: it may still be ours, if no one took it over. */
+  expired: boolean;
   /** Ends when the lane loop ends. */
   done: Promise<void>;
 }
@@ -261,6 +263,7 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
       lost: false,
       ended: false,
       skipped: false,
+      expired: false,
       done: Promise.resolve(),
     };
     this.#held.set(lane, held);
@@ -325,7 +328,14 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
         pause = Math.min(RETRY_MAX, pause * 2);
       }
     }
-    if (!held.lost) {
+    if (held.expired) {
+      // If no one took the lane over, give it back at once (a check-and-set
+      // on the lease: a no-op if someone did), so that no death is counted.
+      await this.#leaseOp(async () => {
+        held.ended = true;
+        await engine.handBack(lease);
+      });
+    } else if (!held.lost) {
       // Stopping: let go of an empty lane; hand back one with updates left,
       // which stay for the next worker.
       await this.#leaseOp(async () => {
@@ -353,6 +363,7 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
           // Not renewed in time: another worker may hold the lane now, so
           // run nothing more from it.
           held.lost = true;
+          held.expired = true;
           return;
         }
         return this.#take(held, lease, item);
