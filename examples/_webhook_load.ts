@@ -35,6 +35,8 @@ export interface WebhookLoad {
   seed: number;
   /** Give up after this long. */
   limitMs: number;
+  /** Updates pushed per second, 0 for all at once. @default 0 */
+  rate?: number;
 }
 
 /** What a load measured. */
@@ -114,7 +116,19 @@ export async function runWebhookLoad(
     const chats = chatList(load);
     const hotChats = new Set(Array.from({ length: load.hot }, (_, index) => index + 1));
     const started = performance.now();
-    const ids = api.pushMessages(chats.length, { chatOf: (index) => chats[index]! });
+    const rate = load.rate ?? 0;
+    let pushed = 0;
+    const pushDue = () => {
+      const elapsed = performance.now() - started;
+      const due = rate > 0
+        ? Math.min(chats.length, Math.floor((elapsed * rate) / 1_000) + 1)
+        : chats.length;
+      if (due <= pushed) return;
+      const from = pushed;
+      api.pushMessages(due - from, { chatOf: (index) => chats[from + index]! });
+      pushed = due;
+    };
+    pushDue();
     const seen = new Map<number, number>();
     const lastReply = new Map<number, number>();
     let violations = 0;
@@ -124,8 +138,9 @@ export async function runWebhookLoad(
     let coldLeft = chats.filter((chat) => !hotChats.has(chat)).length;
     const sent = api.sentMessages;
     let nextProgress = started;
-    while (seen.size < ids.length && performance.now() - started < load.limitMs) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
+    while (seen.size < chats.length && performance.now() - started < load.limitMs) {
+      await new Promise((resolve) => setTimeout(resolve, rate > 0 ? 2 : 10));
+      pushDue();
       const now = performance.now();
       for (; read < sent.length; read++) {
         const { chat_id, text } = sent[read]!;
@@ -169,7 +184,7 @@ export async function runWebhookLoad(
 
     const problems: string[] = [];
     const duplicates = [...seen.values()].reduce((sum, count) => sum + count - 1, 0);
-    if (handled < ids.length) problems.push(`${ids.length - handled} updates not handled`);
+    if (handled < chats.length) problems.push(`${chats.length - handled} updates not handled`);
     if (duplicates > 0) problems.push(`${duplicates} duplicate runs`);
     if (violations > 0) problems.push(`${violations} per-chat order violations`);
     const replies = new Map<string, number>();
