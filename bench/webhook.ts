@@ -31,7 +31,15 @@ import { parseArgs } from "node:util";
 import { quantile, runWebhookLoad, type WebhookLoad } from "../examples/_webhook_load.ts";
 import { commitRate } from "./kv_limit.ts";
 
-const { values } = parseArgs({ args: Deno.args, options: { quick: { type: "boolean" } } });
+const USAGE = "Usage: deno task --cwd bench webhook [--quick]\n" +
+  "  --quick  small loads (about 30 s), figures indicative only";
+let values: { quick?: boolean };
+try {
+  ({ values } = parseArgs({ args: Deno.args, options: { quick: { type: "boolean" } } }));
+} catch (error) {
+  console.error(`${(error as Error).message}\n\n${USAGE}`);
+  Deno.exit(2);
+}
 const quick = values.quick ?? false;
 
 const fast: Omit<WebhookLoad, "mode" | "workers"> = quick
