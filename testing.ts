@@ -192,7 +192,7 @@ export interface SetWebhookOptions {
  * ```
  */
 export interface FakeWebhookStats {
-  /** Requests sent, retries included. */
+  /** Requests that ended (answered or failed), retries included; `inFlight` more are open. */
   delivered: number;
   /** Requests that sent an update again after a failure. */
   retried: number;
