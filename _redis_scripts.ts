@@ -1,38 +1,46 @@
-// The Redis side of the Redis Streams queue engine: its keys, its Lua
-// scripts, and the raw commands it sends. Each script runs atomically on the
-// server, so storing a batch, renewing and rebalancing leases, and recording
-// progress are each one round trip. Not exported by mod.ts.
+// The Redis side of the Redis Streams queue engine: its keys and its Lua
+// scripts. Each script runs atomically on the server, so storing a batch,
+// taking a lease, reading, and recording outcomes with the renewal of the
+// leases are each one round trip, and every write made under a lease checks
+// that lease in the same step. Time is the server's (TIME), so leases do not
+// depend on the workers' clocks. Not exported by mod.ts.
 //
 // Keys, under `prefix` (e.g. "grammyx:"):
-//   {prefix}p:{n}      stream of partition n; entry id `U-0` for update U
-//                       (`T-k` if U arrives below the top T, e.g. a webhook
-//                       delivery that overtook an older one of another chat)
-//   {prefix}ids        sorted set: the last `window` update ids stored, for
-//                       dedupe (score: store order)
-//   {prefix}meta       hash: `n` (store counter), `last` (highest id stored),
-//                       `top:{n}` (last entry's time part of partition n)
-//   {prefix}lease:{n}  the worker id holding partition n, with an expiry
-//   {prefix}workers    sorted set: live workers, score = heartbeat expiry
+//   {prefix}p:{n}         stream of partition n: fields u (update id), k (its
+//                         ordering key), d (its JSON); entry id `U-0` for
+//                         update U (`T-k` after the top T when U arrives late:
+//                         a webhook delivery that overtook an older one)
+//   {prefix}ids           sorted set: the last `window` update ids stored (the
+//                         dedupe), scored by store order
+//   {prefix}meta          hash: n (store counter), last (highest id stored),
+//                         top:{n} (time part of partition n's last entry id)
+//   {prefix}lease:{n}     hash: owner, expires (server ms), cursor (last entry
+//                         read under the lease)
+//   {prefix}attempts:{n}  hash: entry id → holders that died while running it
+//   {prefix}owners        sorted set: active workers, scored by when they
+//                         stop counting (their last write plus the lease time)
+//   {prefix}dead          stream of dead letters
+//   channel {prefix}wake  a partition number, published when it may hold work
 //
-// Progress is the stream itself: a partition's holder trims (XTRIM MINID)
-// everything below its oldest unfinished entry, so what is left is what was
-// not recorded as finished, and the next holder starts at the first entry.
+// An update leaves its partition (XDEL) only in the script that records its
+// outcome, so what is left is exactly what has no known outcome.
 
-/** What the engine needs of a node-redis client (v5; `createClient()`). */
+/** What the engine needs of a node-redis client (v5, from `createClient()`). */
 export interface RedisCommands {
   /** Sends one command as its words; resolves with the reply. */
   sendCommand(args: string[]): Promise<unknown>;
 }
 
-/** A node-redis client: commands, plus a second connection for blocking reads. */
+/** A node-redis client: commands, plus a second connection for wake-ups. */
 export interface RedisClient extends RedisCommands {
   /** A new, unconnected client with the same options (node-redis `duplicate()`). */
-  duplicate(): RedisConnection;
+  duplicate(): RedisSubscriber;
 }
 
-/** A connection the engine opens and closes itself (from `duplicate()`). */
-export interface RedisConnection extends RedisCommands {
+/** The connection the engine opens for wake-ups (from `duplicate()`), and closes. */
+export interface RedisSubscriber {
   connect(): Promise<unknown>;
+  subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
   destroy(): void;
   on(event: "error", listener: (error: Error) => void): unknown;
 }
@@ -46,14 +54,13 @@ class Script {
     this.#source = source;
   }
 
-  async run(redis: RedisCommands, keys: string[], args: string[]): Promise<unknown> {
+  async run(redis: RedisCommands, args: string[]): Promise<unknown> {
     this.#sha ??= sha1(this.#source);
-    const rest = [String(keys.length), ...keys, ...args];
     try {
-      return await redis.sendCommand(["EVALSHA", await this.#sha, ...rest]);
+      return await redis.sendCommand(["EVALSHA", await this.#sha, "0", ...args]);
     } catch (error) {
       if (!String((error as Error)?.message).startsWith("NOSCRIPT")) throw error;
-      return await redis.sendCommand(["EVAL", this.#source, ...rest]);
+      return await redis.sendCommand(["EVAL", this.#source, "0", ...args]);
     }
   }
 }
@@ -63,28 +70,51 @@ async function sha1(text: string): Promise<string> {
   return [...new Uint8Array(digest)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
-/** Milliseconds on the server's clock, so that leases do not depend on the workers' clocks. */
-const NOW = `local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)`;
+/**
+ * Shared by the lease scripts: the server's time, the active workers
+ * (registering `me` until `now + ms`), and how many partitions `me` holds.
+ */
+const PRELUDE = `
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local function activate(prefix, me, ms)
+  local owners = prefix .. 'owners'
+  redis.call('ZREMRANGEBYSCORE', owners, '-inf', now)
+  redis.call('ZADD', owners, now + ms, me)
+end
+local function held(prefix, me, total)
+  local count = 0
+  for n = 0, total - 1 do
+    local lease = redis.call('HMGET', prefix .. 'lease:' .. n, 'owner', 'expires')
+    if lease[1] == me and tonumber(lease[2]) > now then count = count + 1 end
+  end
+  return count
+end
+local function share(prefix, total)
+  return math.ceil(total / math.max(1, redis.call('ZCARD', prefix .. 'owners')))
+end
+`;
 
 /**
- * KEYS: ids, meta. ARGV: prefix, window, then (partition, update id, JSON)
- * per update. Skips ids in the dedupe window; returns how many it stored.
+ * ARGV: prefix, window, then (partition, update id, key, JSON) per update.
+ * Skips ids in the dedupe window, publishes a wake-up per partition that
+ * got an update; returns how many it stored.
  */
 const STORE = new Script(`
-local ids, meta, prefix, window = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
+local prefix, window = ARGV[1], tonumber(ARGV[2])
+local ids, meta = prefix .. 'ids', prefix .. 'meta'
 local n = tonumber(redis.call('HGET', meta, 'n') or '0')
 local last = tonumber(redis.call('HGET', meta, 'last') or '-1')
 local tops = {}
 local stored = 0
-for i = 3, #ARGV, 3 do
-  local partition, id, data = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+for i = 3, #ARGV, 4 do
+  local partition, id, key, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   n = n + 1
   if redis.call('ZADD', ids, 'NX', n, id) == 1 then
     local top = tops[partition]
     if top == nil then top = tonumber(redis.call('HGET', meta, 'top:' .. partition) or '0') end
     local ms = math.max(tonumber(id), top)
-    redis.call('XADD', prefix .. 'p:' .. partition, string.format('%d-*', ms), 'u', id, 'd', data)
+    redis.call('XADD', prefix .. 'p:' .. partition, string.format('%d-*', ms), 'u', id, 'k', key, 'd', data)
     tops[partition] = ms
     if tonumber(id) > last then last = tonumber(id) end
     stored = stored + 1
@@ -92,6 +122,7 @@ for i = 3, #ARGV, 3 do
 end
 for partition, top in pairs(tops) do
   redis.call('HSET', meta, 'top:' .. partition, string.format('%d', top))
+  redis.call('PUBLISH', prefix .. 'wake', partition)
 end
 redis.call('HSET', meta, 'n', string.format('%d', n), 'last', string.format('%d', last))
 local size = redis.call('ZCARD', ids)
@@ -99,195 +130,244 @@ if size > window then redis.call('ZREMRANGEBYRANK', ids, 0, size - window - 1) e
 return stored
 `);
 
-/**
- * ARGV: prefix, worker, lease ms, partitions, stopping (1/0). Registers the
- * worker, renews its leases, and takes free partitions up to its share
- * (partitions / live workers, rounded up; none while stopping). Returns
- * [held, surplus]: the partitions it holds, and those of them it should
- * hand over (finish what it started, record it, release).
- */
-const HEARTBEAT = new Script(`
-local prefix, me, lease, total, stopping = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-${NOW}
-local workers = prefix .. 'workers'
-redis.call('ZREMRANGEBYSCORE', workers, '-inf', now)
-if stopping == '1' then redis.call('ZREM', workers, me)
-else redis.call('ZADD', workers, now + lease, me) end
-local share = 0
-if stopping ~= '1' then share = math.ceil(total / math.max(1, redis.call('ZCARD', workers))) end
-local held, free = {}, {}
-for partition = 0, total - 1 do
-  local key = prefix .. 'lease:' .. partition
-  local owner = redis.call('GET', key)
-  if owner == me then
-    redis.call('PEXPIRE', key, lease)
-    held[#held + 1] = partition
-  elseif not owner then
-    free[#free + 1] = partition
-  end
+/** ARGV: prefix, partitions, limit. The partitions that hold entries. */
+const LANES = new Script(`
+local prefix, total, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local lanes = {}
+for n = 0, total - 1 do
+  if #lanes >= limit then break end
+  if redis.call('XLEN', prefix .. 'p:' .. n) > 0 then lanes[#lanes + 1] = n end
 end
-local surplus = {}
-for i = share + 1, #held do surplus[#surplus + 1] = held[i] end
-local i = 1
-while #held < share and i <= #free do
-  redis.call('SET', prefix .. 'lease:' .. free[i], me, 'PX', lease)
-  held[#held + 1] = free[i]
-  i = i + 1
-end
-return {held, surplus}
+return lanes
 `);
 
 /**
- * ARGV: prefix, worker, release (1/0), then (partition, min id) pairs.
- * Trims each partition the worker still holds below its min id (what
- * finished), and releases it when asked. Returns the partitions it no
- * longer held (their progress was not recorded).
+ * ARGV: prefix, partition, owner, ms, partitions. Takes the lease if it is
+ * free or expired and the owner holds fewer than its share; taking over from
+ * another holder counts an attempt for every entry that holder had read.
+ * Returns 1 if taken (or renewed), 0 if not.
  */
-const ADVANCE = new Script(`
-local prefix, me, release = ARGV[1], ARGV[2], ARGV[3]
-local lost = {}
-for i = 4, #ARGV, 2 do
-  local partition, minId = ARGV[i], ARGV[i + 1]
-  local key = prefix .. 'lease:' .. partition
-  if redis.call('GET', key) == me then
-    if minId ~= '' then redis.call('XTRIM', prefix .. 'p:' .. partition, 'MINID', minId) end
-    if release == '1' then redis.call('DEL', key) end
-  else
-    lost[#lost + 1] = tonumber(partition)
+const LEASE = new Script(`${PRELUDE}
+local prefix, partition, me, ms, total = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+activate(prefix, me, ms)
+local key = prefix .. 'lease:' .. partition
+local lease = redis.call('HMGET', key, 'owner', 'expires', 'cursor')
+local live = lease[1] and tonumber(lease[2]) > now
+if live and lease[1] == me then
+  redis.call('HSET', key, 'expires', now + ms)
+  return 1
+end
+if live or held(prefix, me, total) >= share(prefix, total) then return 0 end
+if lease[1] and lease[1] ~= me and lease[3] and lease[3] ~= '' then
+  local read = redis.call('XRANGE', prefix .. 'p:' .. partition, '-', lease[3])
+  for _, entry in ipairs(read) do
+    redis.call('HINCRBY', prefix .. 'attempts:' .. partition, entry[1], 1)
   end
+end
+redis.call('DEL', key)
+redis.call('HSET', key, 'owner', me, 'expires', now + ms, 'cursor', '')
+return 1
+`);
+
+/**
+ * ARGV: prefix, partition, owner, limit, partitions. Returns {'lost'} if the
+ * lease is not the owner's, {'surplus'} if the owner holds more than its
+ * share (it should release this one), else {'ok', entries, attempts}.
+ */
+const READ = new Script(`${PRELUDE}
+local prefix, partition, me, limit, total = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local key = prefix .. 'lease:' .. partition
+if redis.call('HGET', key, 'owner') ~= me then return {'lost'} end
+redis.call('ZREMRANGEBYSCORE', prefix .. 'owners', '-inf', now)
+if held(prefix, me, total) > share(prefix, total) then return {'surplus'} end
+local entries = redis.call('XRANGE', prefix .. 'p:' .. partition, '-', '+', 'COUNT', limit)
+local attempts = {}
+if #entries > 0 then
+  redis.call('HSET', key, 'cursor', entries[#entries][1])
+  local ids = {}
+  for i, entry in ipairs(entries) do ids[i] = entry[1] end
+  attempts = redis.call('HMGET', prefix .. 'attempts:' .. partition, unpack(ids))
+  for i = 1, #attempts do attempts[i] = attempts[i] or '0' end
+end
+return {'ok', entries, attempts}
+`);
+
+/**
+ * ARGV: prefix, owner, ms, then per partition: partition, count, and count
+ * (entry id, dead-letter 1/0) pairs. Removes the recorded entries (copying
+ * dead letters to the dead stream) and renews the lease, for each partition
+ * still the owner's. Returns the partitions that were not.
+ */
+const RECORD = new Script(`${PRELUDE}
+local prefix, me, ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+activate(prefix, me, ms)
+local lost = {}
+local i = 4
+while i <= #ARGV do
+  local partition, count = ARGV[i], tonumber(ARGV[i + 1])
+  local key = prefix .. 'lease:' .. partition
+  local stream = prefix .. 'p:' .. partition
+  local mine = redis.call('HGET', key, 'owner') == me
+  if mine then redis.call('HSET', key, 'expires', now + ms) else lost[#lost + 1] = partition end
+  for j = 1, count do
+    local id, dead = ARGV[i + 2 * j], ARGV[i + 2 * j + 1]
+    if mine then
+      if dead == '1' then
+        local entry = redis.call('XRANGE', stream, id, id)[1]
+        if entry then redis.call('XADD', prefix .. 'dead', '*', 'p', partition, 'id', id, unpack(entry[2])) end
+      end
+      redis.call('XDEL', stream, id)
+      redis.call('HDEL', prefix .. 'attempts:' .. partition, id)
+    end
+  end
+  i = i + 2 + 2 * count
 end
 return lost
 `);
 
-/** One entry read from a partition's stream. */
+/**
+ * ARGV: prefix, partition, owner, ms, partitions, hand back (1/0). Releases
+ * the lease when the partition is empty, when the owner holds more than its
+ * share, or when it hands back (stop); a partition left with entries is
+ * published for another worker. Returns 'released', 'waiting' (the lease is
+ * kept and renewed) or 'lost'.
+ */
+const RELEASE = new Script(`${PRELUDE}
+local prefix, partition, me, ms, total, back = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local key = prefix .. 'lease:' .. partition
+if redis.call('HGET', key, 'owner') ~= me then return 'lost' end
+local waiting = redis.call('XLEN', prefix .. 'p:' .. partition) > 0
+redis.call('ZREMRANGEBYSCORE', prefix .. 'owners', '-inf', now)
+if back ~= '1' and waiting and held(prefix, me, total) <= share(prefix, total) then
+  activate(prefix, me, ms)
+  redis.call('HSET', key, 'expires', now + ms)
+  return 'waiting'
+end
+redis.call('DEL', key)
+if back == '1' and held(prefix, me, total) == 0 then redis.call('ZREM', prefix .. 'owners', me) end
+if waiting then redis.call('PUBLISH', prefix .. 'wake', partition) end
+return 'released'
+`);
+
+/** One entry read from a partition. */
 export interface StreamEntry {
   /** The stream entry id, `U-k`. */
   id: string;
+  /** The ordering key stored with it. */
+  key: string;
   /** The update's JSON text. */
   data: string;
+  /** Holders of the partition that died while running it. */
+  attempts: number;
 }
 
-/** The names of the engine's keys under one prefix. */
-export class RedisKeys {
-  readonly prefix: string;
+/** The engine's scripts under one key prefix, for one number of partitions. */
+export class RedisScripts {
+  readonly #redis: RedisCommands;
+  readonly #prefix: string;
+  readonly #partitions: string;
 
-  constructor(prefix: string) {
-    this.prefix = prefix;
+  constructor(redis: RedisCommands, prefix: string, partitions: number) {
+    this.#redis = redis;
+    this.#prefix = prefix;
+    this.#partitions = String(partitions);
   }
 
-  partition(index: number): string {
-    return `${this.prefix}p:${index}`;
+  /** The channel that wake-ups are published on. */
+  get channel(): string {
+    return `${this.#prefix}wake`;
   }
 
-  get ids(): string {
-    return `${this.prefix}ids`;
+  /** Stores a batch; `parts` holds (partition, update id, key, JSON) per update. Resolves with the count stored. */
+  async store(window: number, parts: string[]): Promise<number> {
+    return Number(await STORE.run(this.#redis, [this.#prefix, String(window), ...parts]));
   }
 
-  get meta(): string {
-    return `${this.prefix}meta`;
+  /** The highest update id ever stored, if any. */
+  async last(): Promise<number | undefined> {
+    const last = await this.#redis.sendCommand(["HGET", `${this.#prefix}meta`, "last"]);
+    const id = Number(last ?? -1);
+    return Number.isSafeInteger(id) && id >= 0 ? id : undefined;
   }
-}
 
-/** Stores a batch; `parts` holds (partition, update id, JSON) per update. Resolves with the count stored. */
-export async function storeBatch(
-  redis: RedisCommands,
-  keys: RedisKeys,
-  window: number,
-  parts: string[],
-): Promise<number> {
-  const stored = await STORE.run(redis, [keys.ids, keys.meta], [
-    keys.prefix,
-    String(window),
-    ...parts,
-  ]);
-  return Number(stored);
-}
-
-/** The highest update id ever stored, if any. */
-export async function lastStored(
-  redis: RedisCommands,
-  keys: RedisKeys,
-): Promise<number | undefined> {
-  const last = await redis.sendCommand(["HGET", keys.meta, "last"]);
-  const id = Number(last ?? -1);
-  return Number.isSafeInteger(id) && id >= 0 ? id : undefined;
-}
-
-/** Registers, renews, rebalances; see HEARTBEAT. */
-export async function heartbeat(
-  redis: RedisCommands,
-  keys: RedisKeys,
-  worker: string,
-  leaseMilliseconds: number,
-  partitions: number,
-  stopping: boolean,
-): Promise<{ held: number[]; surplus: number[] }> {
-  const reply = await HEARTBEAT.run(redis, [], [
-    keys.prefix,
-    worker,
-    String(Math.ceil(leaseMilliseconds)),
-    String(partitions),
-    stopping ? "1" : "0",
-  ]) as [unknown[], unknown[]];
-  return { held: reply[0].map(Number), surplus: reply[1].map(Number) };
-}
-
-/** Trims what finished (and releases, when asked); returns the partitions no longer held. */
-export async function advance(
-  redis: RedisCommands,
-  keys: RedisKeys,
-  worker: string,
-  progress: Map<number, string>,
-  release: boolean,
-): Promise<number[]> {
-  if (progress.size === 0) return [];
-  const args = [keys.prefix, worker, release ? "1" : "0"];
-  for (const [partition, minId] of progress) args.push(String(partition), minId);
-  const lost = await ADVANCE.run(redis, [], args) as unknown[];
-  return lost.map(Number);
-}
-
-/**
- * Reads up to `count` entries after `cursor` from each partition, waiting up
- * to `block` ms for the first (0: do not wait). Uses a connection of its own.
- */
-export async function readPartitions(
-  redis: RedisCommands,
-  keys: RedisKeys,
-  cursors: Map<number, string>,
-  count: number,
-  block: number,
-): Promise<Map<number, StreamEntry[]>> {
-  const read = new Map<number, StreamEntry[]>();
-  if (cursors.size === 0) return read;
-  const partitions = [...cursors.keys()];
-  const args = ["XREAD", "COUNT", String(count)];
-  if (block > 0) args.push("BLOCK", String(block));
-  args.push("STREAMS", ...partitions.map((p) => keys.partition(p)), ...cursors.values());
-  type Entries = [string, string[]][];
-  const reply = await redis.sendCommand(args) as
-    | [string, Entries][]
-    | Record<string, Entries>
-    | null;
-  if (reply === null) return read;
-  const byKey = new Map(partitions.map((p) => [keys.partition(p), p]));
-  // RESP2 replies are arrays; RESP3 ones may be a map from stream to entries.
-  const streams: [string, Entries][] = Array.isArray(reply) ? reply : Object.entries(reply);
-  for (const [key, entries] of streams) {
-    const partition = byKey.get(String(key));
-    if (partition === undefined) continue;
-    read.set(partition, entries.map(([id, fields]) => ({ id, data: fieldOf(fields, "d") })));
+  /** The partitions that hold entries, at most `limit`. */
+  async lanes(limit: number): Promise<number[]> {
+    const reply = await LANES.run(this.#redis, [this.#prefix, this.#partitions, String(limit)]);
+    return (reply as unknown[]).map(Number);
   }
-  return read;
+
+  /** Takes (or renews) the lease of `partition` for `owner`; whether it did. */
+  async lease(partition: number, owner: string, milliseconds: number): Promise<boolean> {
+    const reply = await LEASE.run(this.#redis, [
+      this.#prefix,
+      String(partition),
+      owner,
+      String(Math.ceil(milliseconds)),
+      this.#partitions,
+    ]);
+    return Number(reply) === 1;
+  }
+
+  /** The oldest `limit` entries of a held partition; "lost" or "surplus" instead when it should not be read. */
+  async read(
+    partition: number,
+    owner: string,
+    limit: number,
+  ): Promise<StreamEntry[] | "lost" | "surplus"> {
+    const reply = await READ.run(this.#redis, [
+      this.#prefix,
+      String(partition),
+      owner,
+      String(limit),
+      this.#partitions,
+    ]) as [string, [string, string[]][]?, string[]?];
+    if (reply[0] === "lost" || reply[0] === "surplus") return reply[0];
+    const entries = reply[1] ?? [];
+    const attempts = reply[2] ?? [];
+    return entries.map(([id, fields], index) => ({
+      id,
+      key: fieldOf(fields, "k"),
+      data: fieldOf(fields, "d"),
+      attempts: Number(attempts[index] ?? 0),
+    }));
+  }
+
+  /**
+   * Removes recorded entries (dead letters copied aside) and renews leases,
+   * per partition still `owner`'s; resolves with the partitions that were not.
+   */
+  async record(
+    owner: string,
+    milliseconds: number,
+    byPartition: Map<number, { id: string; dead: boolean }[]>,
+  ): Promise<number[]> {
+    const args = [this.#prefix, owner, String(Math.ceil(milliseconds))];
+    for (const [partition, entries] of byPartition) {
+      args.push(String(partition), String(entries.length));
+      for (const { id, dead } of entries) args.push(id, dead ? "1" : "0");
+    }
+    return (await RECORD.run(this.#redis, args) as unknown[]).map(Number);
+  }
+
+  /** Releases (or, with entries waiting and no reason to let go, keeps) a lease; see RELEASE. */
+  async release(
+    partition: number,
+    owner: string,
+    milliseconds: number,
+    handBack: boolean,
+  ): Promise<"released" | "waiting" | "lost"> {
+    return await RELEASE.run(this.#redis, [
+      this.#prefix,
+      String(partition),
+      owner,
+      String(Math.ceil(milliseconds)),
+      this.#partitions,
+      handBack ? "1" : "0",
+    ]) as "released" | "waiting" | "lost";
+  }
 }
 
 function fieldOf(fields: string[], name: string): string {
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]!;
   return "";
-}
-
-/** The id right after `id` (`U-k` → `U-(k+1)`): MINID of it trims `id` too. */
-export function nextId(id: string): string {
-  const [time, sequence] = id.split("-");
-  return `${time}-${BigInt(sequence ?? "0") + 1n}`;
 }

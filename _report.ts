@@ -11,7 +11,8 @@ export interface Report {
     | "onSettled"
     | "lateFailure"
     | "consumer"
-    | "stop";
+    | "stop"
+    | "queue";
   /** One line, sentence case, without the bot token. */
   message: string;
   /** The error, if any: a copy with bot tokens removed from its message, stack and causes. */
