@@ -6,6 +6,8 @@ export interface Report {
   source:
     | "getUpdates"
     | "journal"
+    | "queue"
+    | "webhook"
     | "errorHandler"
     | "timeoutHandler"
     | "onSettled"

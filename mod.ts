@@ -17,8 +17,8 @@
  * @module
  */
 
-import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
-import { describe, redactError } from "./_redact.ts";
+import { botErrorHandler, checkSignal, doneWhenEnded, stopOnAbort } from "./_compose.ts";
+import { defaultReporter, type Report, type Reporter } from "./_report.ts";
 import { knownOptions, optionalObject } from "./_validate.ts";
 import { type BotAdapter, createUpdateSupplier, type RunnerOptions } from "./fetcher.ts";
 import { createRunner, type RunnerHandle } from "./runner.ts";
@@ -124,11 +124,7 @@ export function run<Y extends { update_id: number }, R>(
   optionalObject(subject, "source", sourceOptions);
   optionalObject(subject, "runner", runnerOptions);
   optionalObject(subject, "sink", sinkOptions);
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError(
-      `${subject} as 'signal' must be an AbortSignal: current value is ${String(signal)}`,
-    );
-  }
+  checkSignal(subject, signal);
   const running = runners.get(bot);
   if (running?.isRunning()) {
     throw new Error(
@@ -142,25 +138,17 @@ export function run<Y extends { update_id: number }, R>(
   const { onSettled, timeout } = sinkOptions;
   const sink = createConcurrentSink<Y, R>(
     { consume: (update) => bot.handleUpdate(update) },
-    async (error) => {
-      try {
-        await bot.errorHandler(error);
-      } catch (thrown) {
-        const report: Report = {
-          source: "errorHandler",
-          message: `The bot's error handler threw (set one with bot.catch): ${
-            describe(thrown, bot.token)
-          }`,
-          error: redactError(thrown, bot.token),
-        };
-        safeReport(reporter, report);
-      }
-    },
+    botErrorHandler(bot, reporter),
     {
       reporter,
       ...sinkOptions,
       ...(typeof timeout?.handler === "function"
-        ? { timeout: { ...timeout, handler: doneWhenEnded(timeout.handler, supplier) } }
+        ? {
+          timeout: {
+            ...timeout,
+            handler: doneWhenEnded(timeout.handler, (update) => supplier.done(update.update_id)),
+          },
+        }
         : {}),
       onSettled: (update, outcome) => {
         // A timed-out update is done only when its task ends (see doneWhenEnded).
@@ -180,27 +168,3 @@ export function run<Y extends { update_id: number }, R>(
 
 /** The runner of each bot that `run()` started, to refuse a second one. */
 const runners = new WeakMap<object, Pick<RunnerHandle, "isRunning">>();
-
-/**
- * Wraps a timeout handler so that the update counts as done (for the
- * confirmed offset and the journal) only when its task really ends: a
- * crash before then must not lose it.
- */
-function doneWhenEnded<Y extends { update_id: number }>(
-  handler: (update: Y, task: Promise<void>) => void,
-  supplier: { done: (updateId: number) => void },
-): (update: Y, task: Promise<void>) => void {
-  return (update, task) => {
-    const done = () => supplier.done(update.update_id);
-    task.then(done, done);
-    handler(update, task);
-  };
-}
-
-/** Stops `handle` when `signal` aborts; forgets the signal once the run ends. */
-function stopOnAbort(handle: Pick<RunnerHandle, "stop" | "task">, signal: AbortSignal): void {
-  const onAbort = () => void handle.stop();
-  signal.addEventListener("abort", onAbort, { once: true });
-  const forget = () => signal.removeEventListener("abort", onAbort);
-  handle.task()?.then(forget, forget);
-}
