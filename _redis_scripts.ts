@@ -144,7 +144,8 @@ return lanes
 /**
  * ARGV: prefix, partition, owner, ms, partitions. Takes the lease if it is
  * free or expired and the owner holds fewer than its share; taking over from
- * another holder counts an attempt for every entry that holder had read.
+ * another holder counts an attempt for the first entry of each key that
+ * holder had read (what it was running).
  * Returns 1 if taken (or renewed), 0 if not.
  */
 const LEASE = new Script(`${PRELUDE}
@@ -159,9 +160,16 @@ if live and lease[1] == me then
 end
 if live or held(prefix, me, total) >= share(prefix, total) then return 0 end
 if lease[1] and lease[1] ~= me and lease[3] and lease[3] ~= '' then
+  -- The dead holder ran at most the first unrecorded entry of each key.
   local read = redis.call('XRANGE', prefix .. 'p:' .. partition, '-', lease[3])
+  local seen = {}
   for _, entry in ipairs(read) do
-    redis.call('HINCRBY', prefix .. 'attempts:' .. partition, entry[1], 1)
+    local key = ''
+    for j = 1, #entry[2], 2 do if entry[2][j] == 'k' then key = entry[2][j + 1] end end
+    if not seen[key] then
+      seen[key] = true
+      redis.call('HINCRBY', prefix .. 'attempts:' .. partition, entry[1], 1)
+    end
   end
 end
 redis.call('DEL', key)

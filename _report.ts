@@ -13,8 +13,7 @@ export interface Report {
     | "onSettled"
     | "lateFailure"
     | "consumer"
-    | "stop"
-    | "queue";
+    | "stop";
   /** One line, sentence case, without the bot token. */
   message: string;
   /** The error, if any: a copy with bot tokens removed from its message, stack and causes. */

@@ -20,6 +20,7 @@
  */
 
 import type { Update } from "./_deps.ts";
+import { stopOnAbort } from "./_compose.ts";
 import { defaultReporter } from "./_report.ts";
 import { knownOptions, optionalObject, show } from "./_validate.ts";
 import { type BotAdapter, createUpdateSupplier, type RunnerOptions } from "./fetcher.ts";
@@ -132,12 +133,7 @@ export function forward<Y extends { update_id: number } = Update, R = unknown>(
   const handle = createRunner(source, sink);
   if (signal?.aborted) return handle;
   handle.start();
-  if (signal !== undefined) {
-    const onAbort = () => void handle.stop();
-    signal.addEventListener("abort", onAbort, { once: true });
-    const forget = () => signal.removeEventListener("abort", onAbort);
-    handle.task()?.then(forget, forget);
-  }
+  if (signal !== undefined) stopOnAbort(handle, signal);
   return handle;
 }
 
