@@ -59,8 +59,8 @@ export async function connectRedis(
   if (typeof url !== "string" || !URL.canParse(url)) {
     throw new TypeError(
       `${SUBJECT} as 'url' must be a URL such as redis://127.0.0.1:6379: current value is ${
-        typeof url === "string" ? show(redactSecrets(url)) : show(url)
-      }`,
+        // A string that is not a URL may still hold a password: not shown.
+        typeof url === "string" ? "a string that is not a URL" : show(url)}`,
     );
   }
   const parsed = new URL(url);
@@ -83,12 +83,16 @@ export async function connectRedis(
   const clean = (error: unknown) =>
     redactSecrets(error instanceof Error ? error.message : String(error), password);
   let connected = false;
+  let firstFailure: unknown;
   const client = createClient({
     url,
     socket: {
       connectTimeout,
       reconnectStrategy: (retries: number, cause: Error) => {
-        if (!connected) return new Error(`${SUBJECT} at ${where}: ${clean(cause)}`);
+        if (!connected) {
+          firstFailure ??= cause;
+          return false;
+        }
         const pause = Math.round(reconnectPause(retries + 1, maxReconnectDelay));
         safeReport(reporter, {
           source: "queue",
@@ -107,10 +111,12 @@ export async function connectRedis(
   try {
     await client.connect();
   } catch (error) {
-    client.destroy();
-    throw new Error(
-      `${SUBJECT} at ${where}: ${clean(error).replace(`${SUBJECT} at ${where}: `, "")}`,
-    );
+    try {
+      client.destroy();
+    } catch {
+      // closed already: the strategy gave up
+    }
+    throw new Error(`${SUBJECT} at ${where}: ${clean(firstFailure ?? error)}`);
   }
   connected = true;
   return client;

@@ -81,6 +81,8 @@ function defaultKey(ctx: Context): Constraint {
 export type RedisQueue<Y extends { update_id: number } = Update> = QueueEngine<Y> & {
   /** The number of partitions, as configured. */
   readonly partitions: number;
+  /** The highest update id ever stored, if any: `forward()` skips what is below after a restart. */
+  lastStored(): Promise<number | undefined>;
   /** Ends the wake-up connection, if one is open. */
   close(): Promise<void>;
 };
@@ -172,7 +174,7 @@ class RedisStreams<Y extends { update_id: number }, C> implements QueueEngine<Y>
   readonly #settings: Settings<C>;
   readonly #scripts: RedisScripts;
   readonly #origins = new WeakMap<QueuedUpdate<Y>, Origin>();
-  readonly #listeners = new Set<(lane: string) => void>();
+  readonly #listeners = new Set<(lane: string) => Promise<void> | undefined>();
   #subscriber: RedisSubscriber | undefined;
   #subscribing: Promise<unknown> | undefined;
 
@@ -224,7 +226,7 @@ class RedisStreams<Y extends { update_id: number }, C> implements QueueEngine<Y>
     return (await this.#scripts.lanes(limit)).map(String);
   }
 
-  listen(wake: (lane: string) => void): () => void {
+  listen(wake: (lane: string) => Promise<void> | undefined): () => void {
     this.#listeners.add(wake);
     this.#subscribe();
     return () => {
@@ -330,7 +332,7 @@ class RedisStreams<Y extends { update_id: number }, C> implements QueueEngine<Y>
       this.#report(`The Redis queue's wake-up connection failed (workers poll meanwhile)`, error);
     });
     const wake = (message: string) => {
-      for (const listener of this.#listeners) listener(message);
+      for (const listener of this.#listeners) void listener(message);
     };
     this.#subscribing = subscriber.connect()
       .then(() => subscriber.subscribe(this.#scripts.channel, wake))

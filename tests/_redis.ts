@@ -59,6 +59,8 @@ export function redisTest(name: string, fn: (t: Deno.TestContext) => Promise<voi
 export interface RedisServerOptions {
   /** Append-only file with fsync on every write: a restart keeps every acknowledged write. */
   aof?: boolean;
+  /** A password clients must give (`requirepass`). */
+  password?: string;
 }
 
 /** One redis-server process of this test; `await using` stops it and removes its directory. */
@@ -66,18 +68,21 @@ export class RedisServer implements AsyncDisposable {
   readonly port: number;
   readonly dir: string;
   readonly aof: boolean;
+  readonly password: string | undefined;
   #process: Deno.ChildProcess | undefined;
   #removed = false;
 
-  private constructor(port: number, dir: string, aof: boolean) {
+  private constructor(port: number, dir: string, aof: boolean, password: string | undefined) {
     this.port = port;
     this.dir = dir;
     this.aof = aof;
+    this.password = password;
   }
 
-  /** `redis://127.0.0.1:PORT`. */
+  /** `redis://127.0.0.1:PORT`, with `:PASSWORD@` if the server has one. */
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    const auth = this.password === undefined ? "" : `:${encodeURIComponent(this.password)}@`;
+    return `redis://${auth}127.0.0.1:${this.port}`;
   }
 
   /** Whether the server process is running. */
@@ -91,7 +96,7 @@ export class RedisServer implements AsyncDisposable {
     const dir = await Deno.makeTempDir({ prefix: "grammyx-redis-" });
     // A few tries: another process may take the port between probe and bind.
     for (let attempt = 1;; attempt++) {
-      const server = new RedisServer(freePort(), dir, options.aof ?? false);
+      const server = new RedisServer(freePort(), dir, options.aof ?? false, options.password);
       try {
         await server.#launch();
         return server;
@@ -172,6 +177,7 @@ export class RedisServer implements AsyncDisposable {
       "no",
       "--logfile",
       "redis.log",
+      ...(this.password === undefined ? [] : ["--requirepass", this.password]),
     ];
     const process = new Deno.Command(REDIS_SERVER!, {
       args,
@@ -211,7 +217,10 @@ function freePort(): number {
   return port;
 }
 
-/** Whether a server on `port` answers PING with PONG (and is done loading its data). */
+/**
+ * Whether a server on `port` answers PING with PONG, or, with a password,
+ * with NOAUTH (so it is up and done loading its data: loading answers LOADING).
+ */
 async function ping(port: number): Promise<boolean> {
   let connection: Deno.TcpConn | undefined;
   try {
@@ -219,7 +228,8 @@ async function ping(port: number): Promise<boolean> {
     await connection.write(new TextEncoder().encode("PING\r\n"));
     const buffer = new Uint8Array(64);
     const read = await connection.read(buffer);
-    return read !== null && new TextDecoder().decode(buffer.subarray(0, read)).startsWith("+PONG");
+    const answer = read === null ? "" : new TextDecoder().decode(buffer.subarray(0, read));
+    return answer.startsWith("+PONG") || answer.startsWith("-NOAUTH");
   } catch {
     return false;
   } finally {
