@@ -9,6 +9,15 @@ import { reconnectPause } from "./_retry.ts";
 import { isFunction, knownOptions, numberInRange, optionalObject, show } from "./_validate.ts";
 import { MAX_DELAY } from "./_clock.ts";
 
+/**
+ * A connected node-redis v5 client, as `createClient()` returns it. (Tagged
+ * so that `deno doc --lint` accepts a type of another package in a public
+ * signature.)
+ *
+ * @internal
+ */
+export type ConnectedRedis = RedisClientType;
+
 /** Options of `connectRedis()`. */
 export interface ConnectRedisOptions {
   /**
@@ -55,7 +64,7 @@ const SUBJECT = "Cannot connect to Redis";
 export async function connectRedis(
   url: string,
   options: ConnectRedisOptions = {},
-): Promise<RedisClientType> {
+): Promise<ConnectedRedis> {
   if (typeof url !== "string" || !URL.canParse(url)) {
     throw new TypeError(
       `${SUBJECT} as 'url' must be a URL such as redis://127.0.0.1:6379: current value is ${

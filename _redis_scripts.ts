@@ -39,9 +39,13 @@ export interface RedisClient extends RedisCommands {
 
 /** The connection the engine opens for wake-ups (from `duplicate()`), and closes. */
 export interface RedisSubscriber {
+  /** Opens the connection. */
   connect(): Promise<unknown>;
+  /** Calls `listener` with each message published on `channel`. */
   subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+  /** Closes the connection at once. */
   destroy(): void;
+  /** Connection failures (reported by the engine; without a listener they would end the process). */
   on(event: "error", listener: (error: Error) => void): unknown;
 }
 

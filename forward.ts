@@ -30,8 +30,25 @@ import { createRunner, type RunnerHandle } from "./runner.ts";
 import { createConcurrentSink } from "./sink.ts";
 import { createSource, type SourceOptions } from "./source.ts";
 
+export type { BotAdapter, ConfirmMode, FetchOptions, RunnerOptions } from "./fetcher.ts";
+export type { JournalState, UpdateJournal } from "./journal.ts";
+export type { Outcome, SinkStats } from "./sink.ts";
+export type { QueueEngine, QueueOutcome } from "./queue.ts";
+export type { RunnerHandle, RunnerStats, StopOptions, StopResult } from "./runner.ts";
+export type { Report, Reporter } from "./_report.ts";
+export type { SourceOptions } from "./source.ts";
+
+/**
+ * A Telegram update, as grammY's `Update` type (`grammy/types`) describes
+ * it: what the poller forwards unless you give another type. (Tagged so that
+ * `deno doc --lint` accepts a type of another package in a public signature.)
+ *
+ * @internal
+ */
+type TelegramUpdate = Update;
+
 /** Options of `forward()`. */
-export interface ForwardOptions<Y = Update> {
+export interface ForwardOptions<Y = TelegramUpdate> {
   /** How eagerly to poll (speed/traffic balance). */
   source?: SourceOptions;
   /**
@@ -87,7 +104,7 @@ const SUBJECT = "Cannot forward updates";
  * assert.deepEqual(stored, [1, 2, 3, 4, 5]);
  * ```
  */
-export function forward<Y extends { update_id: number } = Update, R = unknown>(
+export function forward<Y extends { update_id: number } = TelegramUpdate, R = unknown>(
   bot: BotAdapter<Y, R>,
   queue: Pick<QueueEngine<Y>, "store">,
   options: ForwardOptions<Y> = {},

@@ -29,13 +29,34 @@ import type { Lease, QueuedUpdate, QueueEngine, QueueRecord } from "./queue.ts";
 
 export { connectRedis, type ConnectRedisOptions } from "./_redis_connect.ts";
 export type { RedisClient, RedisCommands, RedisSubscriber } from "./_redis_scripts.ts";
+export type { Report, Reporter } from "./_report.ts";
+export type { Outcome } from "./sink.ts";
+export type { Constraint } from "./sequentialize.ts";
+export type { Lease, QueuedUpdate, QueueEngine, QueueOutcome, QueueRecord } from "./queue.ts";
+
+/**
+ * A Telegram update, as grammY's `Update` type (`grammy/types`) describes
+ * it: what the queue holds unless you give another type. (Tagged so that
+ * `deno doc --lint` accepts a type of another package in a public signature.)
+ *
+ * @internal
+ */
+type TelegramUpdate = Update;
+
+/**
+ * grammY's `Context`, which the key function gets (around the update, with
+ * no `api` to call). (Tagged like `TelegramUpdate`.)
+ *
+ * @internal
+ */
+type UpdateContext = Context;
 
 /**
  * Options of `redisQueue()`.
  *
  * @typeParam C The context the key function gets (grammY's `Context`)
  */
-export interface RedisQueueOptions<C = Context> {
+export interface RedisQueueOptions<C = UpdateContext> {
   /**
    * The start of every key the queue writes (streams, leases, the dedupe
    * set, the wake-up channel). Give each bot that shares a Redis its own.
@@ -78,7 +99,7 @@ function defaultKey(ctx: Context): Constraint {
 }
 
 /** The engine; `close()` ends its wake-up connection (the client stays yours). */
-export type RedisQueue<Y extends { update_id: number } = Update> = QueueEngine<Y> & {
+export type RedisQueue<Y extends { update_id: number } = TelegramUpdate> = QueueEngine<Y> & {
   /** The number of partitions, as configured. */
   readonly partitions: number;
   /** The highest update id ever stored, if any: `forward()` skips what is below after a restart. */
@@ -104,18 +125,22 @@ const SUBJECT = "Cannot create Redis queue";
  *
  * @example
  * ```ts ignore
+ * // Needs a Redis server (the tests start their own: tests/_redis.ts).
  * import assert from "node:assert/strict";
  * import { connectRedis, redisQueue } from "@grammyx/runner/redis_queue";
  *
  * const redis = await connectRedis("redis://127.0.0.1:6379");
  * const queue = redisQueue(redis, { prefix: "my-bot:", partitions: 8 });
- * await queue.store([{ update_id: 1, message: { chat: { id: 7 } } } as never]);
- * await queue.store([{ update_id: 1, message: { chat: { id: 7 } } } as never]); // stores nothing
- * assert.deepEqual(await queue.lanes(8), [String(7 % 8)].slice(0, 0).concat(await queue.lanes(8)));
+ * const update = { update_id: 1, message: { chat: { id: 7 } } };
+ * await queue.store([update as never]);
+ * await queue.store([update as never]); // a repeated store stores nothing
+ * assert.equal(await queue.lastStored(), 1);
+ * assert.equal((await queue.lanes(8)).length, 1);
+ * await queue.close();
  * redis.destroy();
  * ```
  */
-export function redisQueue<Y extends { update_id: number } = Update, C = Context>(
+export function redisQueue<Y extends { update_id: number } = TelegramUpdate, C = UpdateContext>(
   client: RedisClient,
   options: RedisQueueOptions<C> = {},
 ): RedisQueue<Y> {
