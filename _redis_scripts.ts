@@ -19,6 +19,7 @@
 //   {prefix}attempts:{n}  hash: entry id → holders that died while running it
 //   {prefix}owners        sorted set: active workers, scored by when they
 //                         stop counting (their last write plus the lease time)
+//   {prefix}held:{owner}  set: the partitions whose lease names that owner
 //   {prefix}dead          stream of dead letters
 //   channel {prefix}wake  a partition number, published when it may hold work
 //
@@ -76,7 +77,8 @@ async function sha1(text: string): Promise<string> {
 
 /**
  * Shared by the lease scripts: the server's time, the active workers
- * (registering `me` until `now + ms`), and how many partitions `me` holds.
+ * (registering `me` until `now + ms`), how many partitions `me` holds, and
+ * its share: the partitions over the active workers, rounded up.
  */
 const PRELUDE = `
 local time = redis.call('TIME')
@@ -86,13 +88,8 @@ local function activate(prefix, me, ms)
   redis.call('ZREMRANGEBYSCORE', owners, '-inf', now)
   redis.call('ZADD', owners, now + ms, me)
 end
-local function held(prefix, me, total)
-  local count = 0
-  for n = 0, total - 1 do
-    local lease = redis.call('HMGET', prefix .. 'lease:' .. n, 'owner', 'expires')
-    if lease[1] == me and tonumber(lease[2]) > now then count = count + 1 end
-  end
-  return count
+local function held(prefix, me)
+  return redis.call('SCARD', prefix .. 'held:' .. me)
 end
 local function share(prefix, total)
   return math.ceil(total / math.max(1, redis.call('ZCARD', prefix .. 'owners')))
@@ -162,7 +159,7 @@ if live and lease[1] == me then
   redis.call('HSET', key, 'expires', now + ms)
   return 1
 end
-if live or held(prefix, me, total) >= share(prefix, total) then return 0 end
+if live or held(prefix, me) >= share(prefix, total) then return 0 end
 if lease[1] and lease[1] ~= me and lease[3] and lease[3] ~= '' then
   -- The dead holder ran at most the first unrecorded entry of each key.
   local read = redis.call('XRANGE', prefix .. 'p:' .. partition, '-', lease[3])
@@ -176,8 +173,10 @@ if lease[1] and lease[1] ~= me and lease[3] and lease[3] ~= '' then
     end
   end
 end
+if lease[1] then redis.call('SREM', prefix .. 'held:' .. lease[1], partition) end
 redis.call('DEL', key)
 redis.call('HSET', key, 'owner', me, 'expires', now + ms, 'cursor', '')
+redis.call('SADD', prefix .. 'held:' .. me, partition)
 return 1
 `);
 
@@ -191,7 +190,7 @@ local prefix, partition, me, limit, total = ARGV[1], ARGV[2], ARGV[3], tonumber(
 local key = prefix .. 'lease:' .. partition
 if redis.call('HGET', key, 'owner') ~= me then return {'lost'} end
 redis.call('ZREMRANGEBYSCORE', prefix .. 'owners', '-inf', now)
-if held(prefix, me, total) > share(prefix, total) then return {'surplus'} end
+if held(prefix, me) > share(prefix, total) then return {'surplus'} end
 local entries = redis.call('XRANGE', prefix .. 'p:' .. partition, '-', '+', 'COUNT', limit)
 local attempts = {}
 if #entries > 0 then
@@ -250,13 +249,14 @@ local key = prefix .. 'lease:' .. partition
 if redis.call('HGET', key, 'owner') ~= me then return 'lost' end
 local waiting = redis.call('XLEN', prefix .. 'p:' .. partition) > 0
 redis.call('ZREMRANGEBYSCORE', prefix .. 'owners', '-inf', now)
-if back ~= '1' and waiting and held(prefix, me, total) <= share(prefix, total) then
+if back ~= '1' and waiting and held(prefix, me) <= share(prefix, total) then
   activate(prefix, me, ms)
   redis.call('HSET', key, 'expires', now + ms)
   return 'waiting'
 end
 redis.call('DEL', key)
-if back == '1' and held(prefix, me, total) == 0 then redis.call('ZREM', prefix .. 'owners', me) end
+redis.call('SREM', prefix .. 'held:' .. me, partition)
+if back == '1' and held(prefix, me) == 0 then redis.call('ZREM', prefix .. 'owners', me) end
 if waiting then redis.call('PUBLISH', prefix .. 'wake', partition) end
 return 'released'
 `);

@@ -61,6 +61,8 @@ export interface RedisServerOptions {
   aof?: boolean;
   /** A password clients must give (`requirepass`). */
   password?: string;
+  /** With `aof`: fsync on every write ("always", the default here) or once a second. */
+  appendfsync?: "always" | "everysec";
 }
 
 /** One redis-server process of this test; `await using` stops it and removes its directory. */
@@ -69,14 +71,16 @@ export class RedisServer implements AsyncDisposable {
   readonly dir: string;
   readonly aof: boolean;
   readonly password: string | undefined;
+  readonly appendfsync: "always" | "everysec";
   #process: Deno.ChildProcess | undefined;
   #removed = false;
 
-  private constructor(port: number, dir: string, aof: boolean, password: string | undefined) {
+  private constructor(port: number, dir: string, options: RedisServerOptions) {
     this.port = port;
     this.dir = dir;
-    this.aof = aof;
-    this.password = password;
+    this.aof = options.aof ?? false;
+    this.password = options.password;
+    this.appendfsync = options.appendfsync ?? "always";
   }
 
   /** `redis://127.0.0.1:PORT`, with `:PASSWORD@` if the server has one. */
@@ -96,7 +100,7 @@ export class RedisServer implements AsyncDisposable {
     const dir = await Deno.makeTempDir({ prefix: "grammyx-redis-" });
     // A few tries: another process may take the port between probe and bind.
     for (let attempt = 1;; attempt++) {
-      const server = new RedisServer(freePort(), dir, options.aof ?? false, options.password);
+      const server = new RedisServer(freePort(), dir, options);
       try {
         await server.#launch();
         return server;
@@ -170,7 +174,7 @@ export class RedisServer implements AsyncDisposable {
       "--appendonly",
       this.aof ? "yes" : "no",
       "--appendfsync",
-      "always",
+      this.appendfsync,
       "--protected-mode",
       "yes",
       "--daemonize",
