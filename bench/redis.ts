@@ -195,9 +195,8 @@ async function trial(
     duplicates,
     orderViolations,
     // INFO itself counts once.
-    commandsPerUpdate: fleet === undefined
-      ? undefined
-      : (commandsAfter - commandsBefore - 1) / count,
+    commandsPerUpdate: after && before ? (after.commands - before.commands - 1) / count : undefined,
+    scriptsPerUpdate: after && before ? (after.scripts - before.scripts) / count : undefined,
     latencyP50: at(0.5),
     latencyP99: at(0.99),
   };
