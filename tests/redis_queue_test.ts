@@ -269,6 +269,9 @@ redisTest("connectRedis() rejects a wrong URL clearly, without the password", as
     (error: Error) => error instanceof TypeError && !error.message.includes("hunter2"),
   );
   await assert.rejects(connectRedis(server.url, { connectTimeout: 0 }), RangeError);
+  await assert.rejects(connectRedis(server.url, { connectTimeout: 2 ** 31 }), RangeError);
+  await assert.rejects(connectRedis(server.url, { maxReconnectDelay: NaN }), RangeError);
+  await assert.rejects(connectRedis(server.url, { reporter: "log" } as never), TypeError);
   await assert.rejects(
     connectRedis(server.url, { retries: 3 } as never),
     /'retries' is not an option/,

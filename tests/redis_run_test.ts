@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { forward } from "../forward.ts";
-import { runFrom } from "../queue.ts";
+import { runFrom, webhookTo } from "../queue.ts";
 import { connectRedis, redisQueue } from "../redis_queue.ts";
 import type { Report } from "../_report.ts";
 import { FakeBotApi } from "../testing.ts";
@@ -183,3 +183,46 @@ redisTest("bad options end forward() before any request is sent", async () => {
     redis.destroy();
   }
 });
+
+redisTest(
+  "webhookTo() over Redis: out-of-order deliveries run in chat order, a repeat stores nothing",
+  async () => {
+    await using server = await RedisServer.start();
+    await using api = await FakeBotApi.start();
+    const redis = await connectRedis(server.url);
+    const queue = redisQueue(redis, { partitions: 1 });
+    const recorder = new Recorder();
+    const bot = botFor(api);
+    bot.on("message", (ctx) => recorder.record(ctx, () => {}));
+    try {
+      const ingress = webhookTo(queue);
+      const post = (id: number, chat: number) =>
+        ingress(
+          new Request("http://bot/", {
+            method: "POST",
+            body: JSON.stringify({
+              update_id: id,
+              message: {
+                message_id: id,
+                date: 0,
+                chat: { id: chat, type: "private", first_name: "A" },
+              },
+            }),
+          }),
+        );
+      // Telegram delivers chats independently: chat 2's 11 overtakes chat 1's 10.
+      for (const [id, chat] of [[11, 2], [10, 1], [12, 1], [12, 1], [13, 2]] as const) {
+        assert.equal((await post(id, chat)).status, 200);
+      }
+      const worker = runFrom(bot, queue, { pollMilliseconds: 20 });
+      await until(() => recorder.handled.size === 4, 10_000, "4 updates");
+      await worker.stop();
+      assert.equal(recorder.duplicates, 0);
+      assert.deepEqual(recorder.perChat.get(1), [10, 12]);
+      assert.deepEqual(recorder.perChat.get(2), [11, 13]);
+    } finally {
+      await queue.close();
+      redis.destroy();
+    }
+  },
+);
