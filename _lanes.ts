@@ -303,7 +303,10 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
     }
     if (!held.lost) {
       // Stopping: what is left of the lane stays for the next worker.
-      await this.#leaseOp(() => engine.handBack(lease));
+      const released = await this.#leaseOp(() => engine.release(lease, leaseMilliseconds));
+      if (released === "waiting" || released === undefined) {
+        await this.#leaseOp(() => engine.handBack(lease));
+      }
     }
   }
 
