@@ -89,8 +89,21 @@ export interface RedisQueueOptions<C = UpdateContext> {
    * @default {100_000}
    */
   dedupeWindow?: number;
-  /** Receives failures of the wake-up connection; one line on stderr by default. */
+  /**
+   * Receives failures of the wake-up connection and entries that hold no
+   * update (moved to the dead letters); one line on stderr by default.
+   */
   reporter?: Reporter;
+}
+
+/** The update in `data`, or `undefined` unless it is JSON of an object with an integer `update_id`. */
+function parse(data: string): { update_id: number } | undefined {
+  try {
+    const value = JSON.parse(data);
+    return Number.isSafeInteger(value?.update_id) ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The default key: the chat id, else the sender id. */
@@ -274,14 +287,28 @@ class RedisStreams<Y extends { update_id: number }, C> implements QueueEngine<Y>
     // more than its share; reading nothing makes it release the partition.
     if (entries === "lost" || entries === "surplus") return [];
     const items: QueuedUpdate<Y>[] = [];
+    const corrupt: { id: string; dead: boolean }[] = [];
     for (const entry of entries) {
-      const item = {
-        update: JSON.parse(entry.data) as Y,
-        key: entry.key,
-        attempts: entry.attempts,
-      };
+      const update = parse(entry.data);
+      if (update === undefined) {
+        corrupt.push({ id: entry.id, dead: true });
+        continue;
+      }
+      const item = { update: update as Y, key: entry.key, attempts: entry.attempts };
       this.#origins.set(item, { partition, id: entry.id });
       items.push(item);
+    }
+    if (corrupt.length > 0) {
+      // Not an update of this queue: moved aside, so that it cannot stop the partition.
+      const remaining = Math.max(1, lease.expiresAt - Date.now());
+      await this.#scripts.record(lease.owner, remaining, new Map([[partition, corrupt]]));
+      safeReport(this.#settings.reporter, {
+        source: "queue",
+        message:
+          `Moved ${corrupt.length} entries of partition ${partition} that hold no update to ${this.#settings.prefix}dead: ${
+            corrupt.map((entry) => entry.id).join(", ")
+          }`,
+      });
     }
     return items;
   }

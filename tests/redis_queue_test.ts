@@ -301,3 +301,26 @@ redisTest("connectRedis() rejects a wrong URL clearly, without the password", as
     redis.destroy();
   }
 });
+
+redisTest("an entry that holds no update is moved to the dead letters and reported", async () => {
+  await using server = await RedisServer.start();
+  const client = await connect(server);
+  try {
+    const reports: string[] = [];
+    const queue = redisQueue(client, {
+      partitions: 1,
+      reporter: (report) => void reports.push(report.message),
+    });
+    await queue.store([message(1, 1)]);
+    await client.sendCommand(["XADD", "grammyx:p:0", "2-0", "u", "2", "k", "1", "d", "{not json"]);
+    await client.sendCommand(["XADD", "grammyx:p:0", "3-0", "u", "3", "k", "1", "d", "[]"]);
+    await queue.store([message(4, 1)]);
+    const { items } = await readAll(queue, "0");
+    assert.deepEqual(items.map((item) => item.update.update_id), [1, 4]);
+    assert.equal(await client.sendCommand(["XLEN", "grammyx:dead"]), 2);
+    assert.equal(await client.sendCommand(["XLEN", "grammyx:p:0"]), 2);
+    assert.match(reports.join("\n"), /Moved 2 entries of partition 0 that hold no update/);
+  } finally {
+    client.destroy();
+  }
+});
