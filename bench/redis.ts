@@ -91,6 +91,7 @@ function spawn(role: Role, api: FakeBotApi, redisUrl: string, kind: string, ms: 
   })();
   return {
     ready,
+    pid: process.pid,
     async stop() {
       process.kill("SIGTERM");
       await stopped;
@@ -108,6 +109,24 @@ interface Trial {
   scriptsPerUpdate: number | undefined;
   latencyP50: number;
   latencyP99: number;
+  /** CPU ms per update of each bot process (run, or poller then workers), and of redis-server. */
+  cpuPerUpdate: number[];
+  redisCpuPerUpdate: number;
+}
+
+/**
+ * CPU time of a process so far, in ms (Linux /proc, read with `cat`: Deno
+ * asks for --allow-all to read /proc itself; 0 elsewhere).
+ */
+async function cpuMs(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return 0;
+  try {
+    const { stdout } = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`] }).output();
+    const fields = new TextDecoder().decode(stdout).split(") ")[1]!.split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, 100 ticks/s
+  } catch {
+    return 0;
+  }
 }
 
 /** Commands Redis ran (those inside scripts included), and script calls (round trips). */
@@ -149,6 +168,8 @@ async function trial(
   const children = roles.map((role) => spawn(role, api, server.url, kind, ms));
   await Promise.all(children.map((child) => child.ready));
   const before = fleet === undefined ? undefined : await commandsProcessed(server.url);
+  const cpuBefore = await Promise.all(children.map((child) => cpuMs(child.pid)));
+  const redisCpuBefore = await cpuMs(server.pid);
   const start = performance.now();
   if (paceMs === 0) api.pushMessages(count, { chats: chatCount });
   else {
@@ -166,6 +187,9 @@ async function trial(
   }
   const seconds = (performance.now() - start) / 1000;
   const after = fleet === undefined ? undefined : await commandsProcessed(server.url);
+  const cpuAfter = await Promise.all(children.map((child) => cpuMs(child.pid)));
+  const cpuPerUpdate = cpuAfter.map((ms, i) => (ms - cpuBefore[i]!) / count);
+  const redisCpuPerUpdate = (await cpuMs(server.pid) - redisCpuBefore) / count;
   await Promise.all(children.map((child) => child.stop()));
 
   const firstSeen = new Set<number>();
@@ -199,10 +223,18 @@ async function trial(
     scriptsPerUpdate: after && before ? (after.scripts - before.scripts) / count : undefined,
     latencyP50: at(0.5),
     latencyP99: at(0.99),
+    cpuPerUpdate,
+    redisCpuPerUpdate,
   };
 }
 
 const rate = (trial: Trial) => `${Math.round(trial.perSecond).toLocaleString("en")}/s`;
+const cpu = (trial: Trial) =>
+  `CPU/update ${trial.cpuPerUpdate.map((ms) => ms.toFixed(2)).join(" + ")} ms${
+    trial.cpuPerUpdate.length > 1
+      ? ` (poller + workers), redis ${trial.redisCpuPerUpdate.toFixed(2)} ms`
+      : ""
+  }`;
 const order = (trial: Trial) =>
   `${trial.orderViolations} order violations, ${trial.duplicates} duplicates`;
 const redis = (trial: Trial) =>
@@ -223,17 +255,17 @@ const latencyFleet = await trial(1, "io", 1, latencyUpdates, 100, 5);
 const cpuRatio = cpuFleet.perSecond / cpuRun.perSecond;
 const ioRatio = ioFleet.perSecond / ioRun.perSecond;
 const rows = [
-  ["cpu: run() in one process", rate(cpuRun), order(cpuRun)],
+  ["cpu: run() in one process", rate(cpuRun), `${order(cpuRun)}; ${cpu(cpuRun)}`],
   [
     "cpu: poller + 2 workers over Redis",
     `${rate(cpuFleet)} (${cpuRatio.toFixed(2)}× run(); target ≥ 1.6×)`,
-    `${order(cpuFleet)}; ${redis(cpuFleet)}`,
+    `${order(cpuFleet)}; ${redis(cpuFleet)}; ${cpu(cpuFleet)}`,
   ],
-  ["io: run() in one process", rate(ioRun), order(ioRun)],
+  ["io: run() in one process", rate(ioRun), `${order(ioRun)}; ${cpu(ioRun)}`],
   [
     "io: poller + 1 worker over Redis",
     `${rate(ioFleet)} (${ioRatio.toFixed(2)}× run(); target ≥ 0.9×)`,
-    `${order(ioFleet)}; ${redis(ioFleet)}`,
+    `${order(ioFleet)}; ${redis(ioFleet)}; ${cpu(ioFleet)}`,
   ],
   [
     "latency: push → handler start, run()",

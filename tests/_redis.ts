@@ -89,6 +89,11 @@ export class RedisServer implements AsyncDisposable {
     return `redis://${auth}127.0.0.1:${this.port}`;
   }
 
+  /** The server's process id, while it runs. */
+  get pid(): number | undefined {
+    return this.#process?.pid;
+  }
+
   /** Whether the server process is running. */
   get running(): boolean {
     return this.#process !== undefined;
