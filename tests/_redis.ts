@@ -5,10 +5,10 @@
 // Without redis-server on the machine, `redisTest()` registers its tests as
 // ignored and prints one line saying why, unless CI=true, where they fail.
 
-/** Where redis-server is looked for: $REDIS_SERVER, /usr/bin, then $PATH. */
+/** Where redis-server is looked for: $REDIS_SERVER only if set, else /usr/bin, then $PATH. */
 function findRedisServer(): string | undefined {
-  const candidates = [
-    Deno.env.get("REDIS_SERVER"),
+  const chosen = Deno.env.get("REDIS_SERVER");
+  const candidates = chosen ? [chosen] : [
     "/usr/bin/redis-server",
     ...(Deno.env.get("PATH") ?? "").split(":").filter(Boolean).map((dir) => `${dir}/redis-server`),
   ];
@@ -49,7 +49,9 @@ export function redisTest(name: string, fn: (t: Deno.TestContext) => Promise<voi
   if (!toldWhySkipped) {
     toldWhySkipped = true;
     console.error(
-      "Skipping the Redis tests: no redis-server in /usr/bin or $PATH (apt-get install redis-server, or set REDIS_SERVER)",
+      `Skipping the Redis tests: no redis-server ${
+        Deno.env.get("REDIS_SERVER") ? "at $REDIS_SERVER" : "in /usr/bin or $PATH"
+      } (apt-get install redis-server, or set REDIS_SERVER to its path)`,
     );
   }
   Deno.test({ name, ignore: true, fn });
