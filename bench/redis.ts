@@ -31,6 +31,7 @@ import { REDIS_SERVER, RedisServer } from "../tests/_redis.ts";
 const { values } = parseArgs({
   options: {
     "cpu-updates": { type: "string", default: "4000" },
+    "cpu-workers": { type: "string", default: "2" },
     "io-updates": { type: "string", default: "20000" },
     chats: { type: "string", default: "1000" },
     burn: { type: "string", default: "2" },
@@ -39,6 +40,7 @@ const { values } = parseArgs({
   },
 });
 const cpuUpdates = Number(values["cpu-updates"]);
+const cpuWorkers = Number(values["cpu-workers"]);
 const ioUpdates = Number(values["io-updates"]);
 const chats = Number(values.chats);
 const burn = Number(values.burn);
@@ -246,7 +248,7 @@ console.log(
   `Redis bench: cpu ${cpuUpdates} updates × ${burn} ms CPU over ${chats} chats; io ${ioUpdates} × ${ioMs} ms; latency ${latencyUpdates} paced`,
 );
 const cpuRun = await trial(undefined, "cpu", burn, cpuUpdates, chats);
-const cpuFleet = await trial(2, "cpu", burn, cpuUpdates, chats);
+const cpuFleet = await trial(cpuWorkers, "cpu", burn, cpuUpdates, chats);
 const ioRun = await trial(undefined, "io", ioMs, ioUpdates, chats);
 const ioFleet = await trial(1, "io", ioMs, ioUpdates, chats);
 const latencyRun = await trial(undefined, "io", 1, latencyUpdates, 100, 5);
@@ -257,7 +259,7 @@ const ioRatio = ioFleet.perSecond / ioRun.perSecond;
 const rows = [
   ["cpu: run() in one process", rate(cpuRun), `${order(cpuRun)}; ${cpu(cpuRun)}`],
   [
-    "cpu: poller + 2 workers over Redis",
+    `cpu: poller + ${cpuWorkers} workers over Redis`,
     `${rate(cpuFleet)} (${cpuRatio.toFixed(2)}× run(); target ≥ 1.6×)`,
     `${order(cpuFleet)}; ${redis(cpuFleet)}; ${cpu(cpuFleet)}`,
   ],
