@@ -54,6 +54,8 @@ export interface LaneSettings<Y extends { update_id: number }> {
 const READ_LIMIT = 16;
 /** Outcomes written per engine call at most (the engine splits them further). */
 const RECORD_LIMIT = 1_000;
+/** Lease writes (release, hand back) between two writes of outcomes. */
+const OPS_PER_WRITE = 4;
 /** Lanes asked for per poll. */
 const POLL_LIMIT = 1_000;
 /** The pause after a failed storage call grows from this... */
@@ -65,6 +67,10 @@ const RETRY_MAX = 5_000;
 interface Held {
   lease: Lease | undefined;
   lost: boolean;
+  /** Released or handed back: no longer renewed. */
+  ended: boolean;
+  /** Some update read was left unrun (the worker is stopping): the lane is not empty. */
+  skipped: boolean;
   /** Ends when the lane loop ends. */
   done: Promise<void>;
 }
@@ -96,7 +102,8 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
   /** Outcomes to write, with the link each ends. */
   #pending: { record: QueueRecord<Y>; settle: () => void }[] = [];
   readonly #ops: LeaseOp[] = [];
-  #renewDue = false;
+  /** The renewal on its way, if any. */
+  #renewing: Promise<void> | undefined;
   #writing: Promise<void> | undefined;
   #active = false;
   #initialized = false;
@@ -157,7 +164,7 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
     await new Promise<void>((resolve) => {
       if (signal?.aborted) return resolve();
       signal?.addEventListener("abort", () => resolve(), { once: true });
-      lanes.then(() => this.#writing).then(() => resolve());
+      lanes.then(() => this.#writing).then(() => this.#renewing).then(() => resolve());
     });
     // Past a deadline, lanes still running are no longer renewed: they
     // expire, and another worker runs what this one did not record.
@@ -194,8 +201,7 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
     this.#unlisten = this.#settings.engine.listen((lane) => this.#wake(lane));
     const renewEvery = Math.max(1, Math.floor(this.#settings.leaseMilliseconds / 3));
     const renew = () => {
-      this.#renewDue = true;
-      this.#kick();
+      void this.#renew();
       this.#renewTimer = startTimer(renew, renewEvery);
     };
     stopTimer(this.#renewTimer);
@@ -244,7 +250,13 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
       this.#wanted.add(lane);
       return undefined;
     }
-    const held: Held = { lease: undefined, lost: false, done: Promise.resolve() };
+    const held: Held = {
+      lease: undefined,
+      lost: false,
+      ended: false,
+      skipped: false,
+      done: Promise.resolve(),
+    };
     this.#held.set(lane, held);
     held.done = this.#work(lane, held).finally(() => {
       this.#held.delete(lane);
@@ -282,42 +294,61 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
         pause = Math.min(RETRY_MAX, pause * 2);
         continue;
       }
-      if (items.length === 0) {
-        // Everything read so far is recorded: let go, unless the engine saw
-        // updates arrive (then read them: see the comment at the top).
-        const released = await this.#leaseOp(() => engine.release(lease, leaseMilliseconds));
-        if (released === "released") return;
-        if (released === "lost") held.lost = true;
-        if (released === undefined) {
-          await delay(pause);
-          pause = Math.min(RETRY_MAX, pause * 2);
-        }
-        continue;
+      if (items.length > 0) {
+        pause = RETRY_MIN;
+        // Each item joins its key's chain; its link ends once its outcome is
+        // written, so the next item of the key starts only after that.
+        await Promise.all(
+          items.map((item) => this.#chains.run([item.key], () => this.#take(held, lease, item))),
+        );
+        // A full read may have left updates behind: read again before letting go.
+        if (items.length === READ_LIMIT || !this.#active || held.lost) continue;
       }
-      pause = RETRY_MIN;
-      // Each item joins its key's chain; its link ends once its outcome is
-      // written, so the next item of the key starts only after that.
-      await Promise.all(
-        items.map((item) => this.#chains.run([item.key], () => this.#take(held, lease, item))),
-      );
+      // Everything read is recorded: let go, unless the engine sees updates
+      // that came meanwhile (then read them: see the comment at the top).
+      const released = await this.#leaseOp(async () => {
+        const result = await engine.release(lease, leaseMilliseconds);
+        // Set within the writer, so that its next renewal leaves the lease out.
+        if (result === "released") held.ended = true;
+        return result;
+      });
+      if (released === "released") return;
+      if (released === "lost") held.lost = true;
+      if (released === undefined) {
+        await delay(pause);
+        pause = Math.min(RETRY_MAX, pause * 2);
+      }
     }
     if (!held.lost) {
       // Stopping: what is left of the lane stays for the next worker.
-      const released = await this.#leaseOp(() => engine.release(lease, leaseMilliseconds));
-      if (released === "waiting" || released === undefined) {
-        await this.#leaseOp(() => engine.handBack(lease));
-      }
+      // Stopping: let go of an empty lane; hand back one with updates left,
+      // which stay for the next worker.
+      await this.#leaseOp(async () => {
+        held.ended = true;
+        const released = held.skipped ? "waiting" : await engine.release(lease, leaseMilliseconds);
+        if (released === "waiting") await engine.handBack(lease);
+      });
     }
   }
 
   /** An item's turn came: hand it to the sink, or dead-letter it. Resolves when recorded. */
   #take(held: Held, lease: Lease, item: QueuedUpdate<Y>): Promise<void> {
-    if (!this.#active || held.lost) return Promise.resolve();
-    if (lease.expiresAt <= clock().now()) {
-      // Not renewed in time (storage down, a stalled event loop): another
-      // worker may hold the lane now, so run nothing more from it.
-      held.lost = true;
+    if (!this.#active || held.lost) {
+      held.skipped = true;
       return Promise.resolve();
+    }
+    if (lease.expiresAt - this.#settings.leaseMilliseconds / 3 <= clock().now()) {
+      // The renewal is late (a busy storage, a stalled event loop): renew
+      // before starting anything, so that the lease outlasts the start.
+      return this.#renewNow().then(() => {
+        if (lease.expiresAt <= clock().now()) {
+          // Not renewed in time: another worker may hold the lane now, so
+          // run nothing more from it.
+          held.lost = true;
+          return;
+        }
+        return this.#take(held, lease, item);
+      });
     }
     const { promise, resolve } = Promise.withResolvers<void>();
     if (item.attempts >= this.#settings.maxAttempts) {
@@ -334,6 +365,45 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
     this.#ready.push({ item, held, settle: resolve });
     this.#notify?.();
     return promise;
+  }
+
+  /**
+   * Renews every lease held, one renewal at a time. Renewals do not go
+   * through the writer: the engine keeps them from conflicting with the
+   * writes under a lease (see `QueueEngine.record`), so a slow write of
+   * outcomes never holds up a renewal and lets a live lease expire.
+   */
+  #renew(): Promise<void> {
+    this.#renewing ??= (async () => {
+      const leases = [...this.#held.values()].flatMap((held) =>
+        held.lease !== undefined && !held.lost && !held.ended ? [held.lease] : []
+      );
+      if (leases.length === 0) return;
+      try {
+        const lost = new Set(
+          await this.#settings.engine.record([], leases, this.#settings.leaseMilliseconds),
+        );
+        this.#succeeded();
+        this.#markLost(lost);
+      } catch (error) {
+        this.#failed("Could not renew leases", error);
+      }
+    })().finally(() => this.#renewing = undefined);
+    return this.#renewing;
+  }
+
+  /** Renews every lease held, in a renewal that starts now (not one on its way). */
+  #renewNow(): Promise<void> {
+    const renewing = this.#renewing;
+    return renewing === undefined ? this.#renew() : renewing.then(() => this.#renew());
+  }
+
+  /** Marks the lanes of `lost` leases lost: they run nothing more here. */
+  #markLost(lost: Set<Lease>): void {
+    // By lease, not by lane: a lane let go and leased again has a new lease.
+    for (const held of this.#held.values()) {
+      if (held.lease !== undefined && lost.has(held.lease)) held.lost = true;
+    }
   }
 
   /** Runs a write under a lease after the outcomes queued before it; `undefined` if it failed. */
@@ -357,31 +427,25 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
   #kick(): void {
     this.#writing ??= this.#write().finally(() => {
       this.#writing = undefined;
-      if (this.#pending.length > 0 || this.#ops.length > 0 || this.#renewDue) this.#kick();
+      if (this.#pending.length > 0 || this.#ops.length > 0) this.#kick();
     });
   }
 
   /**
-   * The writer: the one place this worker writes under its leases, one write
-   * at a time. Outcomes that came in while a write was on its way go
-   * together in the next (a group commit), with the renewals that are due.
+   * The writer: the one place this worker writes outcomes and lets lanes
+   * go, one write at a time. Outcomes that came in while a write was on its
+   * way go together in the next (a group commit).
    */
   async #write(): Promise<void> {
     let pause = RETRY_MIN;
-    while (this.#pending.length > 0 || this.#ops.length > 0 || this.#renewDue) {
-      if (this.#pending.length > 0 || this.#renewDue) {
+    while (this.#pending.length > 0 || this.#ops.length > 0) {
+      if (this.#pending.length > 0) {
         const batch = this.#pending.splice(0, RECORD_LIMIT);
-        const renew = this.#renewDue
-          ? [...this.#held.values()].flatMap((held) =>
-            held.lease !== undefined && !held.lost ? [held.lease] : []
-          )
-          : [];
-        this.#renewDue = false;
         let lost: Lease[];
         try {
           lost = await this.#settings.engine.record(
             batch.map((entry) => entry.record),
-            renew,
+            [],
             this.#settings.leaseMilliseconds,
           );
           this.#succeeded();
@@ -390,21 +454,18 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
           // Keep them, in order, and try again: a lease that expires meanwhile
           // and is taken over comes back as lost, and its updates run there.
           this.#pending.unshift(...batch);
-          if (renew.length > 0) this.#renewDue = true;
           this.#failed("Could not record outcomes", error);
           await delay(pause);
           pause = Math.min(RETRY_MAX, pause * 2);
           continue;
         }
-        const lostLanes = new Set(lost.map((lease) => lease.lane));
-        for (const held of this.#held.values()) {
-          if (held.lease !== undefined && lostLanes.has(held.lease.lane)) held.lost = true;
-        }
+        this.#markLost(new Set(lost));
         for (const entry of batch) entry.settle();
       }
       // A lane queues a lease op only after its outcomes were written, and
-      // this is the only writer: the op cannot race a write of its lease.
-      for (const op of this.#ops.splice(0)) await op.run();
+      // this is the only writer of outcomes: the op cannot race one of its
+      // lease. A few at a time, so that outcomes are not held up.
+      for (const op of this.#ops.splice(0, OPS_PER_WRITE)) await op.run();
     }
   }
 

@@ -76,19 +76,30 @@ const DEDUPE_MILLISECONDS = 24 * 60 * 60 * 1000;
 /** The marker of this module's wake-up messages on the KV queue. */
 const WAKE = "grammyx-queue:wake";
 
-/** A lease as the KV engine holds it. */
+/**
+ * A lease as the KV engine holds it. Its entry (`lease/<lane>`: owner, head,
+ * attempts) is written when the lease is taken and when it ends, never in
+ * between, so its versionstamp is the fencing token every write under the
+ * lease checks. Renewals write only the expiry (`expiry/<lane>`), which the
+ * writes under the lease do not check: a renewal never makes them fail.
+ */
 interface KvLease extends Lease {
-  /** The versionstamp of the lease entry as this worker last wrote it. */
+  /** The versionstamp of the lease entry, written when the lease was taken. */
   versionstamp: string;
   /** The update at the head of the lane when the lease was taken, and its deaths. */
   head: number | null;
   attempts: number;
+  /**
+   * The versionstamp of the lane's sentinel before the last `read`, if that
+   * read returned all the lane held: then the lane is empty once those
+   * updates are recorded, unless the sentinel changed since.
+   */
+  emptyAt?: string | null | undefined;
 }
 
 /** The value of a lease entry. `owner: null` is a lane handed back (free, deaths kept). */
 interface LeaseValue {
   owner: string | null;
-  expiresAt: number;
   head: number | null;
   attempts: number;
 }
@@ -117,8 +128,8 @@ export interface KvQueue<Y extends { update_id: number } = Update> extends Queue
  * Creates the Deno KV queue engine. Keys under `prefix`: `seen/<id>` (a
  * dedupe record, expiring after 24 h), `lane/<lane>` (one per lane with
  * updates: the lane index, and the sentinel that makes "release only if
- * empty" atomic), `inbox/<lane>/<id>` (the updates), `lease/<lane>`,
- * `dead/<id>`, `count/<outcome>`. Wake-ups go through `kv.enqueue`, and
+ * empty" atomic), `inbox/<lane>/<id>` (the updates), `lease/<lane>` and
+ * `expiry/<lane>`, `dead/<id>`, `count/<outcome>`. Wake-ups go through `kv.enqueue`, and
  * `listen` calls `kv.listenQueue` once per `Deno.Kv` handle: if your bot
  * listens on the KV queue itself, give the queue a handle of its own.
  *
@@ -457,10 +468,14 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
 
   async lease(lane: string, owner: string, milliseconds: number): Promise<Lease | undefined> {
     const key = this.#key("lease", lane);
-    const entry = await retryLocked(() => this.#kv.get<LeaseValue>(key));
+    const expiryKey = this.#key("expiry", lane);
+    const [entry, expiry] = await retryLocked(() =>
+      this.#kv.getMany<[LeaseValue, number]>([key, expiryKey])
+    );
     const now = Date.now();
     const previous = entry.value;
-    if (previous !== null && previous.owner !== null && previous.expiresAt > now) return undefined;
+    const live = previous !== null && previous.owner !== null && (expiry.value ?? 0) > now;
+    if (live) return undefined;
     let head = previous?.head ?? null;
     let attempts = previous?.attempts ?? 0;
     if (previous !== null && previous.owner !== null) {
@@ -472,13 +487,18 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
       attempts = id !== null && id === previous.head ? previous.attempts + 1 : id === null ? 0 : 1;
       head = id;
     }
-    const value: LeaseValue = { owner, expiresAt: now + milliseconds, head, attempts };
-    const result = await retryLocked(() => this.#kv.atomic().check(entry).set(key, value).commit());
-    if (!result.ok) return undefined; // another worker took it first
+    const value: LeaseValue = { owner, head, attempts };
+    const expiresAt = now + milliseconds;
+    // Both checked: a renewal of the expiry just now means its holder is alive.
+    const result = await retryLocked(() =>
+      this.#kv.atomic().check(entry).check(expiry).set(key, value).set(expiryKey, expiresAt)
+        .commit()
+    );
+    if (!result.ok) return undefined; // another worker took it first, or its holder renewed
     const lease: KvLease = {
       lane,
       owner,
-      expiresAt: value.expiresAt,
+      expiresAt,
       versionstamp: result.versionstamp,
       head,
       attempts,
@@ -486,14 +506,16 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
     return lease;
   }
 
-  read(lease: Lease, limit: number): Promise<QueuedUpdate<Y>[]> {
-    const { lane, head, attempts } = lease as KvLease;
-    return this.#read(lane, limit).then((items) =>
-      items.map((item) => ({
-        ...item,
-        attempts: item.update.update_id === head ? attempts : 0,
-      }))
-    );
+  async read(lease: Lease, limit: number): Promise<QueuedUpdate<Y>[]> {
+    const held = lease as KvLease;
+    // The sentinel first: a store after this read changes it (see release).
+    const sentinel = await retryLocked(() => this.#kv.get(this.#key("lane", held.lane)));
+    const items = await this.#read(held.lane, limit);
+    held.emptyAt = items.length < limit ? sentinel.versionstamp : undefined;
+    return items.map((item) => ({
+      ...item,
+      attempts: item.update.update_id === held.head ? held.attempts : 0,
+    }));
   }
 
   async #read(lane: string, limit: number): Promise<QueuedUpdate<Y>[]> {
@@ -553,14 +575,9 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
       const operation = this.#kv.atomic();
       const counts = new Map<QueueOutcome, bigint>();
       for (const [lease, group] of remaining) {
-        const key = this.#key("lease", lease.lane);
-        const value: LeaseValue = {
-          owner: lease.owner,
-          expiresAt,
-          head: lease.head,
-          attempts: lease.attempts,
-        };
-        operation.check({ key, versionstamp: lease.versionstamp }).set(key, value);
+        operation
+          .check({ key: this.#key("lease", lease.lane), versionstamp: lease.versionstamp })
+          .set(this.#key("expiry", lease.lane), expiresAt);
         for (const { item, outcome } of group) {
           const id = item.update.update_id;
           operation.delete(this.#key("inbox", lease.lane, id));
@@ -581,10 +598,7 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
       }
       const result = await retryLocked(() => operation.commit());
       if (result.ok) {
-        for (const [lease] of remaining) {
-          lease.versionstamp = result.versionstamp;
-          lease.expiresAt = expiresAt;
-        }
+        for (const [lease] of remaining) lease.expiresAt = Math.max(lease.expiresAt, expiresAt);
         return lost;
       }
       const entries = await this.#getMany(
@@ -607,30 +621,32 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
     const held = lease as KvLease;
     const leaseKey = this.#key("lease", held.lane);
     const laneKey = this.#key("lane", held.lane);
-    // Read the sentinel first: any store after this read changes it, so the
-    // commit below fails if an update came in after the inbox looked empty.
-    const sentinel = await retryLocked(() => this.#kv.get(laneKey));
-    const waiting = (await this.#read(held.lane, 1)).length > 0;
+    // The sentinel is bumped by every store in the lane. Read it before the
+    // inbox: the commit below then fails if an update came in after the
+    // inbox looked empty. After a read that returned the whole lane, all of
+    // which is recorded now (the caller's part), its sentinel stands in for
+    // a new look at the inbox.
+    let sentinel: string | null;
+    let waiting: boolean;
+    if (held.emptyAt !== undefined) {
+      sentinel = held.emptyAt;
+      waiting = false;
+    } else {
+      sentinel = (await retryLocked(() => this.#kv.get(laneKey))).versionstamp;
+      waiting = (await this.#read(held.lane, 1)).length > 0;
+    }
+    held.emptyAt = undefined;
     const operation = this.#kv.atomic()
       .check({ key: leaseKey, versionstamp: held.versionstamp })
-      .check(sentinel);
+      .check({ key: laneKey, versionstamp: sentinel });
     const expiresAt = Date.now() + milliseconds;
-    if (waiting) {
-      const value: LeaseValue = {
-        owner: held.owner,
-        expiresAt,
-        head: held.head,
-        attempts: held.attempts,
-      };
-      operation.set(leaseKey, value);
-    } else {
-      operation.delete(leaseKey).delete(laneKey);
-    }
+    const expiryKey = this.#key("expiry", held.lane);
+    if (waiting) operation.set(expiryKey, expiresAt);
+    else operation.delete(leaseKey).delete(expiryKey).delete(laneKey);
     const result = await retryLocked(() => operation.commit());
     if (result.ok) {
       if (!waiting) return "released";
-      held.versionstamp = result.versionstamp;
-      held.expiresAt = expiresAt;
+      held.expiresAt = Math.max(held.expiresAt, expiresAt);
       return "waiting";
     }
     const current = await retryLocked(() => this.#kv.get(leaseKey));
@@ -641,16 +657,11 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
     const held = lease as KvLease;
     const key = this.#key("lease", held.lane);
     // Free, but the head's deaths are kept: a graceful stop is not a death.
-    const value: LeaseValue = {
-      owner: null,
-      expiresAt: 0,
-      head: held.head,
-      attempts: held.attempts,
-    };
+    const value: LeaseValue = { owner: null, head: held.head, attempts: held.attempts };
     const message: WakeMessage = { [WAKE]: true, prefix: this.#prefix, lane: held.lane };
     await retryLocked(() =>
       this.#kv.atomic().check({ key, versionstamp: held.versionstamp }).set(key, value)
-        .enqueue(message).commit()
+        .delete(this.#key("expiry", held.lane)).enqueue(message).commit()
     );
   }
 

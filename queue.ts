@@ -157,12 +157,19 @@ export interface QueueEngine<Y extends { update_id: number } = Update> {
    * few atomic writes as the storage allows; each lane's part only if its
    * lease is still this worker's. Resolves with the leases found lost
    * (taken over): their records were not written.
+   *
+   * A worker renews (`record([], leases)`) on its own schedule, while a
+   * write of outcomes, a `release` or a `handBack` of the same lease may be
+   * on its way: a renewal must not make those fail (keep the expiry apart
+   * from what their check-and-set compares). Those other writes of one
+   * lease come one at a time.
    */
   record(records: QueueRecord<Y>[], renew: Lease[], milliseconds: number): Promise<Lease[]>;
   /**
    * Removes the lease if its lane holds no update (or, for a partitioned
    * engine, if the worker holds more than its share: see the contract), in
-   * one atomic write.
+   * one atomic write. The caller has recorded everything it read under the
+   * lease.
    * Resolves `"released"`; `"waiting"` if updates are waiting (the lease is
    * kept and renewed to `milliseconds` from now: read again); `"lost"` if
    * the lease was taken over.
