@@ -96,7 +96,7 @@ export class Fleet implements AsyncDisposable {
     this.#server = server;
     this.prefix = options.prefix ?? "fleet:";
     this.partitions = options.partitions ?? 16;
-    this.leaseMs = options.leaseMs ?? 1_000;
+    this.leaseMs = options.leaseMs ?? 2_000;
   }
 
   /** Starts a child and waits until it runs (or fails if it exits first). */

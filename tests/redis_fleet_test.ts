@@ -135,8 +135,9 @@ redisTest(
   async () => {
     await using server = await RedisServer.start();
     await using api = await FakeBotApi.start({ seed: 19 });
-    await using fleet = new Fleet(api, server);
-    const pushed = api.pushMessages(12_000, { chats: 1_200 });
+    // No worker dies here: long leases, so that a loaded machine cannot let one expire.
+    await using fleet = new Fleet(api, server, { leaseMs: 10_000 });
+    const pushed = api.pushMessages(4_000, { chats: 1_200 });
     const progress = new Progress(api);
     await Promise.all([
       fleet.spawn("poller"),
@@ -146,6 +147,9 @@ redisTest(
     ]);
     await progress.until(2_000, 60_000, "the join");
     const fourth = await fleet.spawn("worker");
+    // More work once it runs, so that every partition holds updates while
+    // the workers rebalance (a partition with none is let go, not handed over).
+    pushed.push(...api.pushMessages(8_000, { chats: 1_200 }));
     // 16 partitions over 4 workers: 4 each, once the others gave theirs up.
     const start = Date.now();
     let owners = await leaseOwners(server, fleet);
