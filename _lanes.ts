@@ -12,7 +12,13 @@
 // - One worker at a time holds a lane: the engine's lease is taken and every
 //   later write under it (record, release, hand back) is a check-and-set on
 //   it. This worker makes those writes one at a time (the writer below), so
-//   its own writes never race each other's check.
+//   its own writes never race each other's check; renewals run apart (a
+//   slow write must not let a live lease expire), and the engine keeps them
+//   from conflicting with those writes (see `QueueEngine.record`).
+// - A worker whose renewal is late renews before it starts anything more
+//   from the lane, and starts nothing once its lease may have expired: only
+//   a lease that expired under a live holder (a storage stall longer than
+//   `leaseMilliseconds`) lets a second worker run an update that is running.
 // - A key's next update is handed out only once the previous one's outcome
 //   is written (KeyedChains per key, each link ending at that write), so at
 //   most one update per key is run and not recorded. That bounds what a
@@ -320,7 +326,6 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
       }
     }
     if (!held.lost) {
-      // Stopping: what is left of the lane stays for the next worker.
       // Stopping: let go of an empty lane; hand back one with updates left,
       // which stay for the next worker.
       await this.#leaseOp(async () => {
@@ -340,7 +345,10 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
     if (lease.expiresAt - this.#settings.leaseMilliseconds / 3 <= clock().now()) {
       // The renewal is late (a busy storage, a stalled event loop): renew
       // before starting anything, so that the lease outlasts the start.
-      return this.#renewNow().then(() => {
+      return this.#renewNow().then(async () => {
+        if (lease.expiresAt - this.#settings.leaseMilliseconds / 3 <= clock().now()) {
+          await delay(RETRY_MIN); // the renewal failed: do not spin on the storage
+        }
         if (lease.expiresAt <= clock().now()) {
           // Not renewed in time: another worker may hold the lane now, so
           // run nothing more from it.

@@ -39,6 +39,14 @@ import {
 } from "./queue.ts";
 import type { RunnerHandle } from "./runner.ts";
 
+/**
+ * A Telegram update, as grammY's `Update` type (`grammy/types`) describes it:
+ * what a queue holds unless you give it another type.
+ *
+ * @internal
+ */
+type TelegramUpdate = Update;
+
 /** Options of `kvQueue()`, shared by `webhookToKv()` and `runFromKv()`. */
 export interface KvQueueOptions<Y> {
   /**
@@ -60,10 +68,11 @@ export interface KvQueueOptions<Y> {
 }
 
 /** Options of `webhookToKv()`: the queue's and the webhook handler's. */
-export interface WebhookToKvOptions<Y = Update> extends KvQueueOptions<Y>, WebhookOptions {}
+export interface WebhookToKvOptions<Y = TelegramUpdate> extends KvQueueOptions<Y>, WebhookOptions {}
 
 /** Options of `runFromKv()`: the queue's and the worker's. */
-export interface RunFromKvOptions<Y = Update> extends KvQueueOptions<Y>, RunFromOptions<Y> {}
+export interface RunFromKvOptions<Y = TelegramUpdate>
+  extends KvQueueOptions<Y>, RunFromOptions<Y> {}
 
 /** Deno KV's limit on the checks of one atomic operation. */
 const MAX_CHECKS = 100;
@@ -105,7 +114,7 @@ interface LeaseValue {
 }
 
 /** A dead letter: an update that was being run when `attempts` workers died. */
-export interface DeadLetter<Y = Update> {
+export interface DeadLetter<Y = TelegramUpdate> {
   /** The update. */
   update: Y;
   /** Its lane (`k:` and its key, or `u:` and its id for an update without a key). */
@@ -117,7 +126,7 @@ export interface DeadLetter<Y = Update> {
 }
 
 /** The Deno KV engine, with a look at what it holds. */
-export interface KvQueue<Y extends { update_id: number } = Update> extends QueueEngine<Y> {
+export interface KvQueue<Y extends { update_id: number } = TelegramUpdate> extends QueueEngine<Y> {
   /** The dead letters, oldest id first (at `[...prefix, "dead", update_id]`). */
   deadLetters(): Promise<DeadLetter<Y>[]>;
   /** How many updates were recorded with each outcome, since the queue was created. */
@@ -150,7 +159,7 @@ export interface KvQueue<Y extends { update_id: number } = Update> extends Queue
  * assert.deepEqual(await queue.lanes(10), ["k:5"]);
  * ```
  */
-export function kvQueue<Y extends { update_id: number } = Update>(
+export function kvQueue<Y extends { update_id: number } = TelegramUpdate>(
   kv: Deno.Kv,
   options: KvQueueOptions<Y> = {},
 ): KvQueue<Y> {
@@ -181,7 +190,7 @@ export function kvQueue<Y extends { update_id: number } = Update>(
  * assert.equal(response.status, 413);
  * ```
  */
-export function webhookToKv<Y extends { update_id: number } = Update>(
+export function webhookToKv<Y extends { update_id: number } = TelegramUpdate>(
   kv: Deno.Kv,
   options: WebhookToKvOptions<Y> = {},
 ): (request: Request) => Promise<Response> {
@@ -219,7 +228,7 @@ export function webhookToKv<Y extends { update_id: number } = Update>(
  * assert.equal(handled, 1);
  * ```
  */
-export function runFromKv<Y extends { update_id: number } = Update, R = unknown>(
+export function runFromKv<Y extends { update_id: number } = TelegramUpdate, R = unknown>(
   bot: QueueBot<Y, R>,
   kv: Deno.Kv,
   options: RunFromKvOptions<Y> = {},
@@ -267,7 +276,7 @@ function checkedQueueOptions<Y>(
 }
 
 /** The chat id of an update, else its sender's id, as grammY's `ctx.chat` and `ctx.from` find them. */
-export function defaultKey(update: unknown): string | undefined {
+function defaultKey(update: unknown): string | undefined {
   if (typeof update !== "object" || update === null) return undefined;
   for (const [field, value] of Object.entries(update)) {
     if (field === "update_id" || typeof value !== "object" || value === null) continue;

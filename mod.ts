@@ -51,6 +51,23 @@ export type {
   UpdateSink,
 } from "./sink.ts";
 
+// Webhooks and queues (Deno Deploy, several processes)
+export { runFromKv, webhookToKv } from "./kv_queue.ts";
+export type { KvQueueOptions, RunFromKvOptions, WebhookToKvOptions } from "./kv_queue.ts";
+export { kvQueue } from "./kv_queue.ts";
+export type { DeadLetter, KvQueue } from "./kv_queue.ts";
+export { runFrom, UpdateTooLargeError, webhookTo } from "./queue.ts";
+export type {
+  Lease,
+  QueueBot,
+  QueuedUpdate,
+  QueueEngine,
+  QueueOutcome,
+  QueueRecord,
+  RunFromOptions,
+  WebhookOptions,
+} from "./queue.ts";
+
 // Worker threads
 export { distribute } from "./distribute.ts";
 export type {

@@ -40,6 +40,14 @@ import { createConcurrentSink, type Outcome, type SinkOptions } from "./sink.ts"
 import { createSource } from "./source.ts";
 
 /**
+ * A Telegram update, as grammY's `Update` type (`grammy/types`) describes it:
+ * what a queue holds unless you give it another type.
+ *
+ * @internal
+ */
+type TelegramUpdate = Update;
+
+/**
  * How the processing of a queued update ended: the sink's outcomes, or
  * `"deadLettered"` when holders of its lane died `maxAttempts` times while
  * it was being run (it then moves to the engine's dead letters).
@@ -116,7 +124,7 @@ export interface QueueRecord<Y> {
  *
  * @typeParam Y The type of the updates (grammY's `Update` by default)
  */
-export interface QueueEngine<Y extends { update_id: number } = Update> {
+export interface QueueEngine<Y extends { update_id: number } = TelegramUpdate> {
   /**
    * Stores a batch durably, idempotently by `update_id` (a repeated store of
    * the same update stores nothing new), each in its lane, and wakes a
@@ -191,6 +199,8 @@ export class UpdateTooLargeError extends RangeError {
   readonly updateId: number;
 
   /**
+   * Creates the error.
+   *
    * @param updateId The id of the update
    * @param message What limit it broke
    */

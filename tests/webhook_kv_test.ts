@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { kvQueue, webhookToKv } from "../kv_queue.ts";
 import { webhookTo } from "../queue.ts";
 import type { Report } from "../_report.ts";
-import { entries, flakyKv, kvPath, message, statusOf, webhookRequest } from "./_kv_queue.ts";
+import { entries, flakyKv, message, statusOf, webhookRequest } from "./_kv_queue.ts";
 
 const SECRET = "s3cret_token-1";
 
