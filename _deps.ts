@@ -8,7 +8,7 @@
  * @module
  */
 
-export { Bot, BotError } from "npm:grammy@^1.46.0";
-export type { Api, BotConfig, Context } from "npm:grammy@^1.46.0";
+export { Bot, BotError, Context } from "npm:grammy@^1.46.0";
+export type { Api, BotConfig } from "npm:grammy@^1.46.0";
 export type { Message, Update, UserFromGetMe } from "npm:grammy@^1.46.0/types";
 export type { WebhookInfo } from "npm:grammy@^1.46.0/types";

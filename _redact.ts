@@ -49,3 +49,16 @@ export function redactError(error: unknown, token?: string): Error {
   }
   return copy;
 }
+
+const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:@/\s]*):[^@/\s]*@/gi;
+
+/**
+ * Replaces the password of every URL in `text` (`redis://user:secret@host`
+ * becomes `redis://user:<password>@host`) and each of `secrets` with
+ * `<password>`.
+ */
+export function redactSecrets(text: string, ...secrets: (string | undefined)[]): string {
+  let clean = text;
+  for (const secret of secrets) if (secret) clean = clean.split(secret).join("<password>");
+  return clean.replace(URL_PASSWORD, "$1:<password>@");
+}

@@ -119,6 +119,16 @@ export async function withRetries<T>(
   }
 }
 
+/**
+ * The pause before reconnection attempt `attempt` (1, 2, ...): 100 ms
+ * doubling, capped at `cap` ms, jittered (50–100 %), like a growing retry.
+ */
+export function reconnectPause(attempt: number, cap: number): number {
+  let pause = 100;
+  for (let i = 1; i < attempt && pause < cap; i++) pause = grow(pause, "exponential");
+  return jitter(Math.min(pause, cap), "exponential");
+}
+
 function grow(pause: number, interval: RetrySettings["retryInterval"]): number {
   if (interval === "exponential") return Math.min(RETRY_CAP, pause * 2);
   if (interval === "quadratic") return Math.min(RETRY_CAP, pause + 100);

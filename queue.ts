@@ -114,6 +114,13 @@ export interface QueueRecord<Y> {
  *   That is what makes a lost wake-up impossible.
  * - Wake-ups are hints: they may be repeated, late, concurrent or missing;
  *   `lanes()` (polled) is the ground truth.
+ * - A partitioned engine (Redis Streams: a lane is a partition of many
+ *   keys, rarely empty) rebalances by asking a worker that holds more than
+ *   its share to give a lane up: `read` then returns no update although some
+ *   wait, and the `release` that follows frees the lane anyway and wakes
+ *   another worker. The worker has recorded everything it read from the
+ *   lane by then (it reads again only after that), so the hand-over keeps
+ *   the order, runs nothing twice, and loses no wake-up.
  *
  * @typeParam Y The type of the updates (grammY's `Update` by default)
  */
@@ -167,8 +174,10 @@ export interface QueueEngine<Y extends { update_id: number } = TelegramUpdate> {
    */
   record(records: QueueRecord<Y>[], renew: Lease[], milliseconds: number): Promise<Lease[]>;
   /**
-   * Removes the lease if its lane holds no update, in one atomic write. The
-   * caller has recorded everything it read under the lease.
+   * Removes the lease if its lane holds no update (or, for a partitioned
+   * engine, if the worker holds more than its share: see the contract), in
+   * one atomic write. The caller has recorded everything it read under the
+   * lease.
    * Resolves `"released"`; `"waiting"` if updates are waiting (the lease is
    * kept and renewed to `milliseconds` from now: read again); `"lost"` if
    * the lease was taken over.
