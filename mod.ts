@@ -62,7 +62,24 @@ export type {
 } from "./distribute.ts";
 export { BotWorker } from "./worker.ts";
 
-/** Options of `run(bot, options)`, grouped by the part they configure. */
+/**
+ * Options of `run(bot, options)`, grouped by the part they configure. Every
+ * option is checked before the first request: a misspelt name or a value out
+ * of range throws a `TypeError` or `RangeError` that names it.
+ *
+ * @example
+ * ```ts ignore
+ * const controller = new AbortController();
+ * run(bot, {
+ *   sink: { concurrency: 100, timeout: { milliseconds: 30_000, handler: (u) => console.warn("slow", u.update_id) } },
+ *   runner: { fetch: { allowed_updates: ["message", "callback_query"] }, maxRetryTime: 60 * 60_000 },
+ *   source: { speedTrafficBalance: 0.5 },
+ *   signal: controller.signal, // controller.abort() stops the bot like handle.stop()
+ * });
+ * ```
+ *
+ * @typeParam Y The update type (grammY's `Update`)
+ */
 export interface RunOptions<Y> {
   /** How eagerly to poll (speed/traffic balance). */
   source?: SourceOptions;

@@ -46,6 +46,31 @@ export interface StopOptions {
  * What `stop()` resolves with: after a full drain, three empty lists. When
  * the deadline passed first, what was not finished, split by what happens
  * to it once the process exits.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Bot } from "grammy";
+ * import { run } from "@grammyx/runner";
+ * import { FakeBotApi } from "@grammyx/runner/testing";
+ *
+ * await using api = await FakeBotApi.start();
+ * const bot = new Bot(api.token, { client: { apiRoot: api.apiRoot } });
+ * let release = () => {};
+ * const slow = new Promise<void>((resolve) => release = resolve);
+ * bot.on("message", () => slow); // a handler that outlives the deadline
+ * const [id] = api.pushMessages(1);
+ *
+ * const handle = run(bot, { runner: { fetch: { timeout: 1 } } });
+ * while (handle.stats().running === 0) await new Promise((ok) => setTimeout(ok, 5));
+ * const { unfinished, lost, redelivered } = await handle.stop({ timeout: 200 });
+ * assert.deepEqual(unfinished.map((u) => u.update_id), [id]);
+ * // The default "fetched" mode had confirmed it: persist `lost` before exiting.
+ * assert.deepEqual(lost.map((u) => u.update_id), [id]);
+ * assert.deepEqual(redelivered, []);
+ * release();
+ * await handle.task();
+ * ```
  */
 export interface StopResult<Y> {
   /**
@@ -72,6 +97,17 @@ export interface StopResult<Y> {
  * A snapshot of the runner, cheap enough to take every second: the sink's
  * counters (handled, failed, timed out, running, waiting, pending) and the
  * source's.
+ *
+ * @example
+ * ```ts ignore
+ * const handle = run(bot);
+ * setInterval(() => {
+ *   const { handled, failed, running, pending, lag } = handle.stats();
+ *   console.log(`handled ${handled}, failed ${failed}, running ${running}, pending ${pending}, lag ${lag} ms`);
+ *   // A stalled bot: nothing polled for a minute.
+ *   if (Date.now() - (handle.stats().lastPollAt ?? Date.now()) > 60_000) console.error("stalled");
+ * }, 1_000);
+ * ```
  */
 export interface RunnerStats extends Omit<SinkStats, "oldestPendingSince"> {
   /** Updates taken from the source. */
@@ -86,7 +122,28 @@ export interface RunnerStats extends Omit<SinkStats, "oldestPendingSince"> {
   lag: number;
 }
 
-/** Controls a runner: start, stop, and look inside. */
+/**
+ * Controls a runner: start, stop, and look inside. `run()` returns one,
+ * already started.
+ *
+ * @example
+ * ```ts ignore
+ * const handle = run(bot);
+ *
+ * // Graceful shutdown with a deadline.
+ * Deno.addSignalListener("SIGTERM", async () => {
+ *   const { lost } = await handle.stop({ timeout: 10_000 });
+ *   if (lost.length > 0) console.error("Unfinished at exit:", JSON.stringify(lost));
+ *   Deno.exit(0);
+ * });
+ *
+ * // The run ends with an error only when polling cannot go on (a revoked token, say).
+ * await handle.task()?.catch((error) => {
+ *   console.error(error); // a PollingError, without the token
+ *   Deno.exit(1);
+ * });
+ * ```
+ */
 export interface RunnerHandle<Y = unknown> {
   /** Starts fetching (no-op while running; after a stop in progress, restarts once it is done). */
   start: () => void;
