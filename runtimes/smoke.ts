@@ -19,6 +19,8 @@ import { FakeBotApi } from "@grammyx/runner/testing";
 
 const runtime = typeof (globalThis as { Bun?: unknown }).Bun === "object"
   ? `bun ${process.versions.bun}`
+  : typeof (globalThis as { Deno?: unknown }).Deno === "object"
+  ? `deno ${process.versions.deno}`
   : `node ${process.version}`;
 const quick = { runner: { fetch: { timeout: 1 } } } as const;
 const byChat = (ctx: Context) => ctx.chat?.id.toString();
@@ -232,7 +234,7 @@ for (const how of ["crash-throw", "crash-exit"]) {
       assert.equal(failures.length, 1, "one crash reported");
       const expected = how === "crash-throw"
         ? /^Uncaught Error: crash on purpose in bot<token>$/
-        : /process\.exit\(1\)/;
+        : /The worker called (process|Deno)\.exit\(1\)/; // Deno's process.exit() is Deno.exit()
       assert.match(failures[0]!.message, expected);
       assert.ok(failures[0]!.redispatched >= 1, "the crashing update was sent again");
       assert.equal(api.pending(), 0);
