@@ -20,8 +20,10 @@
  * @module
  */
 
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { delay, Queue } from "./_async.ts";
 import { seededRandom } from "./_random.ts";
+import { describe } from "./_redact.ts";
 import { knownOptions, optionalObject, show } from "./_validate.ts";
 import type { Message, Update, UserFromGetMe } from "./_deps.ts";
 
@@ -187,6 +189,12 @@ type Answer =
     description: string;
     parameters?: { retry_after: number } | undefined;
   };
+/** What a request is answered with: a whole body, or a stream written as it comes. */
+interface Reply {
+  status: number;
+  type: string;
+  body: Uint8Array | ReadableStream<Uint8Array>;
+}
 interface Pending {
   update: Update;
   delivered: boolean;
@@ -204,8 +212,8 @@ interface Waiter {
 const CONFLICT = "Conflict: terminated by other getUpdates request; " +
   "make sure that only one bot instance is running";
 const FAULTS = ["serverError", "tooManyRequests", "cut", "malformed"] as const;
-const JSON_TYPE = { "content-type": "application/json" };
-const HTML_TYPE = { "content-type": "text/html" };
+const JSON_TYPE = "application/json";
+const HTML_TYPE = "text/html";
 const MESSAGE = {
   message_id: 1,
   date: 0,
@@ -242,11 +250,11 @@ const CLOSING = Symbol("closing");
  * ```
  */
 export class FakeBotApi implements AsyncDisposable {
-  /** Root URL for grammY's `client.apiRoot`: "http://127.0.0.1:PORT". */
-  readonly apiRoot: string;
   /** Token that requests must use. */
   readonly token: string;
-  #server: Deno.HttpServer<Deno.NetAddr>;
+  #server: Server;
+  #listening: Promise<void>;
+  #apiRoot = "";
   #me: UserFromGetMe;
   #faults: Required<FaultOptions>;
   #sendMessageLatency: number;
@@ -270,8 +278,6 @@ export class FakeBotApi implements AsyncDisposable {
   #requests = new Map<string, number>();
   /** Aborts when `close()` is called: every handler then answers at once. */
   #closing = new AbortController();
-  /** Aborts when the answers are out (or the grace is over): cuts every connection left. */
-  #stopServing = new AbortController();
   /** One promise per request, settled once its answer was sent or could not be. */
   #answers = new Set<Promise<void>>();
   #closed: Promise<void> | undefined;
@@ -283,8 +289,10 @@ export class FakeBotApi implements AsyncDisposable {
    * @returns The running server; close it when done.
    * @throws {TypeError | RangeError} If an option is unknown, or has the wrong type or range.
    */
-  static start(options?: FakeBotApiOptions): Promise<FakeBotApi> {
-    return Promise.resolve().then(() => new FakeBotApi(options ?? {}));
+  static async start(options?: FakeBotApiOptions): Promise<FakeBotApi> {
+    const api = new FakeBotApi(options ?? {});
+    await api.#listening;
+    return api;
   }
 
   private constructor(options: FakeBotApiOptions) {
@@ -340,20 +348,24 @@ export class FakeBotApi implements AsyncDisposable {
       can_manage_bots: false,
       supports_join_request_queries: false,
     };
-    // onError keeps bugs and broken-off bodies off the console and the token
-    // out of what the client reads.
-    const onError = (error: unknown) =>
-      respond(failure(500, String(error).replaceAll(token, "<token>")));
-    // Aborting `signal` closes every connection at once (see #shutDown).
-    const serving = { hostname: "127.0.0.1", port: 0, signal: this.#stopServing.signal };
-    this.#server = Deno.serve({ ...serving, onListen() {}, onError }, (request, info) => {
-      const answered: Promise<void> = info.completed.catch(() => {}).finally(() =>
-        this.#answers.delete(answered)
-      );
-      this.#answers.add(answered);
-      return this.#handle(request);
+    // node:http, which Deno, Node and Bun all have, so that a bot can be
+    // tested on any of them.
+    this.#server = createServer((incoming, outgoing) => this.#serve(incoming, outgoing));
+    this.#listening = new Promise((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(0, "127.0.0.1", () => {
+        this.#server.off("error", reject);
+        const address = this.#server.address();
+        const port = typeof address === "object" && address !== null ? address.port : 0;
+        this.#apiRoot = `http://127.0.0.1:${port}`;
+        resolve();
+      });
     });
-    this.apiRoot = `http://127.0.0.1:${this.#server.addr.port}`;
+  }
+
+  /** Root URL for grammY's `client.apiRoot`: "http://127.0.0.1:PORT". */
+  get apiRoot(): string {
+    return this.#apiRoot;
   }
 
   /** Counters of what happened so far. @returns A copy, a snapshot. */
@@ -621,27 +633,40 @@ export class FakeBotApi implements AsyncDisposable {
     for (const waiter of this.#waiters) {
       waiter.settle(closedBefore(waiter.offset));
     }
-    // Deno's graceful `shutdown()` would wait forever for a request whose
-    // body never ends, and cannot be forced once begun. So wait until every
-    // answer is out (or the grace is over), let the server write them out,
-    // then close every connection.
+    // A graceful close would wait forever for a request whose body never
+    // ends. So wait until every answer is out (or the grace is over), let the
+    // server write them out, then close every connection.
     const graceOver = new AbortController();
     await Promise.race([Promise.all(this.#answers), delay(CLOSE_GRACE_MS, graceOver.signal)]);
     graceOver.abort();
     // An answer counts as sent before its bytes are on the socket: one turn
     // of the event loop lets the server write them.
     await new Promise((resolve) => setTimeout(resolve, 0));
-    this.#stopServing.abort();
-    await this.#server.finished;
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeAllConnections();
+    await closed;
   }
 
-  async #handle(request: Request): Promise<Response> {
-    const path = /^\/bot([^/]*)\/([^/]+)$/.exec(new URL(request.url).pathname);
+  /** Answers one request, keeping bugs off the console and the token out of what the client reads. */
+  #serve(incoming: IncomingMessage, outgoing: ServerResponse): void {
+    const answered: Promise<void> = new Promise<void>((resolve) => outgoing.once("close", resolve))
+      .finally(() => this.#answers.delete(answered));
+    this.#answers.add(answered);
+    // Writing to a client that hung up fails: there is nobody to tell.
+    outgoing.on("error", () => {});
+    this.#handle(incoming)
+      .catch((error: unknown) => respond(failure(500, describe(error, this.token))))
+      .then((reply) => send(reply, outgoing));
+  }
+
+  async #handle(incoming: IncomingMessage): Promise<Reply> {
+    const url = new URL(incoming.url ?? "/", "http://127.0.0.1");
+    const path = /^\/bot([^/]*)\/([^/]+)$/.exec(url.pathname);
     if (path === null) return respond(failure(404, "Not Found"));
     if (path[1] !== this.token) return respond(failure(401, "Unauthorized"));
     const method = path[2]!;
     this.#requests.set(method, (this.#requests.get(method) ?? 0) + 1);
-    const params = await unlessAborted(readParams(request), this.#closing.signal);
+    const params = await unlessAborted(readParams(url, incoming), this.#closing.signal);
     if (params === CLOSING) return respond(closingFailure());
     if (params === undefined) {
       return respond(failure(400, "Bad Request: cannot parse the parameters"));
@@ -651,7 +676,7 @@ export class FakeBotApi implements AsyncDisposable {
     return respond(success(method === "getMe" ? this.#me : true));
   }
 
-  #getUpdates(params: Record<string, unknown>): Response {
+  #getUpdates(params: Record<string, unknown>): Reply {
     const fault = this.#pickFault();
     if (fault !== undefined) return fault;
     if (Date.now() < this.#conflictUntil) return respond(this.#conflict());
@@ -668,9 +693,8 @@ export class FakeBotApi implements AsyncDisposable {
     if (selected.length > 0 || timeout === 0 || this.#closed) {
       return respond(success(this.#deliver(selected)));
     }
-    // A held poll sends status 200 at once and its JSON body later: Deno
-    // cancels the body when the client hangs up. (`request.signal` tells that
-    // too, but makes Deno print a deprecation warning.)
+    // A held poll answers with a body stream that gets its JSON later; the
+    // stream is cancelled when the client hangs up (see `send`).
     let body!: ReadableStreamDefaultController<Uint8Array>;
     const release = () => {
       clearTimeout(timer);
@@ -685,7 +709,7 @@ export class FakeBotApi implements AsyncDisposable {
           body.enqueue(encoder.encode(JSON.stringify(answer)));
           body.close();
         } catch {
-          // The client hung up before Deno cancelled the body: nobody to answer.
+          // The client hung up before the body was cancelled: nobody to answer.
         }
       },
     };
@@ -696,11 +720,11 @@ export class FakeBotApi implements AsyncDisposable {
     const wait = Math.min(timeout * 1000, 2 ** 31 - 1);
     const timer = setTimeout(() => poll.answer(success([])), wait);
     this.#held = poll;
-    return new Response(stream, { headers: JSON_TYPE });
+    return { status: 200, type: JSON_TYPE, body: stream };
   }
 
   /** Decides by the seeded generator whether this call gets a fault. */
-  #pickFault(): Response | undefined {
+  #pickFault(): Reply | undefined {
     const roll = this.#faultRandom();
     let threshold = 0;
     const fault = FAULTS.find((name) => roll < (threshold += this.#faults[name]));
@@ -720,9 +744,7 @@ export class FakeBotApi implements AsyncDisposable {
         return brokenOff('{"ok":true,"result":[{"update_id":');
       case "malformed":
         if (this.#malformedAnswers++ % 2 === 0) {
-          return new Response("<html>Bad Gateway</html>", {
-            headers: HTML_TYPE,
-          });
+          return { status: 200, type: HTML_TYPE, body: encoder.encode("<html>Bad Gateway</html>") };
         }
         return respond(success([{ message: { ...MESSAGE, text: "no id" } }]));
     }
@@ -795,7 +817,7 @@ export class FakeBotApi implements AsyncDisposable {
     return message;
   }
 
-  async #sendMessage(params: Record<string, unknown>): Promise<Response> {
+  async #sendMessage(params: Record<string, unknown>): Promise<Reply> {
     const { chat_id, text } = params;
     if (
       (typeof chat_id !== "number" && typeof chat_id !== "string") ||
@@ -820,12 +842,44 @@ export class FakeBotApi implements AsyncDisposable {
 }
 
 /** A 200 answer whose body errors after `start`, so the client sees a network error. */
-function brokenOff(start: string): Response {
+function brokenOff(start: string): Reply {
   const body = new ReadableStream<Uint8Array>({
     start: (controller) => controller.enqueue(encoder.encode(start)),
     pull: (controller) => controller.error(new Error("Connection cut")),
   });
-  return new Response(body, { headers: JSON_TYPE });
+  return { status: 200, type: JSON_TYPE, body };
+}
+
+/**
+ * Writes `reply` to the client. A whole body goes out with its length; a
+ * stream goes out chunk by chunk, is cancelled if the client hangs up, and
+ * cuts the connection if it errors.
+ */
+async function send(reply: Reply, outgoing: ServerResponse): Promise<void> {
+  const { status, type, body } = reply;
+  if (body instanceof Uint8Array) {
+    outgoing.writeHead(status, { "content-type": type, "content-length": body.length });
+    outgoing.end(body);
+    return;
+  }
+  outgoing.writeHead(status, { "content-type": type });
+  const reader = body.getReader();
+  const onHangUp = () => void reader.cancel().catch(() => {});
+  outgoing.once("close", onHangUp);
+  // Cutting the connection before what was written reached the socket would
+  // look to the client like a connection that died idle, which it retries.
+  let written = Promise.resolve();
+  try {
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      written = new Promise((resolve) => outgoing.write(chunk.value, () => resolve()));
+    }
+    outgoing.end();
+  } catch {
+    await written;
+    outgoing.destroy();
+  } finally {
+    outgoing.off("close", onHangUp);
+  }
 }
 
 function success(result: unknown): Answer {
@@ -844,8 +898,9 @@ function closingFailure(): Answer {
   return failure(500, "Internal Server Error: the server is closing");
 }
 
-function respond(answer: Answer): Response {
-  return Response.json(answer, { status: answer.ok ? 200 : answer.error_code });
+function respond(answer: Answer): Reply {
+  const body = encoder.encode(JSON.stringify(answer));
+  return { status: answer.ok ? 200 : answer.error_code, type: JSON_TYPE, body };
 }
 
 /**
@@ -856,20 +911,23 @@ function respond(answer: Answer): Response {
  * @returns `undefined` if unreadable.
  */
 async function readParams(
-  request: Request,
+  url: URL,
+  incoming: IncomingMessage,
 ): Promise<Record<string, unknown> | undefined> {
-  const params: Record<string, unknown> = Object.fromEntries(
-    new URL(request.url).searchParams,
-  );
-  const type = request.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase();
+  const params: Record<string, unknown> = Object.fromEntries(url.searchParams);
+  const contentType = incoming.headers["content-type"] ?? "";
+  const type = contentType.split(";")[0]?.trim().toLowerCase();
   try {
+    const bytes = await readBody(incoming);
     if (type === "multipart/form-data" || type === "application/x-www-form-urlencoded") {
-      for (const [name, value] of await request.formData()) {
+      const form = await new Response(bytes, { headers: { "content-type": contentType } })
+        .formData();
+      for (const [name, value] of form) {
         params[name] = typeof value === "string" ? value : value.name;
       }
       return params;
     }
-    const text = await request.text();
+    const text = new TextDecoder().decode(bytes);
     if (text === "") return params;
     const body: unknown = JSON.parse(text);
     const isObject = typeof body === "object" && body !== null && !Array.isArray(body);
@@ -877,6 +935,27 @@ async function readParams(
   } catch {
     return undefined;
   }
+}
+
+/** The whole body of a request. @throws {Error} If the client hangs up first. */
+function readBody(incoming: IncomingMessage): Promise<Uint8Array<ArrayBuffer>> {
+  return new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    incoming.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+    incoming.once("end", () => resolve(concat(chunks)));
+    incoming.once("error", reject);
+    incoming.once("close", () => reject(new Error("The client hung up")));
+  });
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  return bytes;
 }
 
 /**
