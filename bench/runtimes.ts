@@ -5,7 +5,8 @@
  * over `--chats` chats, pushed up front into one fake Bot API server in this
  * process (so the server is the same for every runtime). One row per
  * runtime: updates per second from `run()` to the last update handled,
- * median of `--runs` runs, and the range.
+ * median of `--runs` runs (taken in turns: Deno, Node, Bun, Deno, ...), and
+ * the range.
  *
  * Node and Bun load the module as runtimes/pack.ts lays it out (the sources,
  * with `grammy` from npm); they are fetched with `npx -y node@22` and
@@ -125,20 +126,23 @@ try {
     "bench/runtimes_bot.ts",
   ]);
   await must("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error"], work);
-  const rows: string[] = [];
-  for (const runtime of runtimes) {
-    const version = await must(runtime.command, runtime.version);
-    const rates: number[] = [];
-    for (let run = 0; run < runs; run++) rates.push(await trial(runtime));
-    const sorted = rates.toSorted((a, b) => a - b);
-    const format = (rate: number) => Math.round(rate).toLocaleString("en-US").replaceAll(",", " ");
-    rows.push(
-      `| ${runtime.name} ${version.replace(/^v/, "")} | ${format(median(sorted))}/s | ${
-        format(sorted[0]!)
-      }–${format(sorted.at(-1)!)}/s |`,
-    );
-    console.error(`${runtime.name}: ${rates.map(format).join(", ")} updates/s`);
+  const versions = await Promise.all(
+    runtimes.map((runtime) => must(runtime.command, runtime.version)),
+  );
+  // Runs alternate between the runtimes, so that a change in the machine's
+  // load falls on all of them alike.
+  const rates: number[][] = runtimes.map(() => []);
+  for (let run = 0; run < runs; run++) {
+    for (const [index, runtime] of runtimes.entries()) rates[index]!.push(await trial(runtime));
   }
+  const format = (rate: number) => Math.round(rate).toLocaleString("en-US").replaceAll(",", " ");
+  const rows = runtimes.map((runtime, index) => {
+    const sorted = rates[index]!.toSorted((a, b) => a - b);
+    console.error(`${runtime.name}: ${rates[index]!.map(format).join(", ")} updates/s`);
+    return `| ${runtime.name} ${versions[index]!.replace(/^v/, "")} | ${
+      format(median(sorted))
+    }/s | ${format(sorted[0]!)}–${format(sorted.at(-1)!)}/s |`;
+  });
   console.log(
     `\nno-op load: ${updates} updates over ${chats} chats, run() + sequentialize(), ` +
       `median of ${runs} runs\n`,
