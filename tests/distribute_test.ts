@@ -606,12 +606,16 @@ Deno.test("distribute() takes the worker as a URL, a file: URL string or an abso
       `${dir}/index.js`,
       `import ${JSON.stringify(WORKER.href)};\n`,
     );
+    // Both worker.ts and worker.js: the .ts file is taken (the .js one would throw).
+    await Deno.writeTextFile(`${dir}/both.ts`, `import ${JSON.stringify(WORKER.href)};\n`);
+    await Deno.writeTextFile(`${dir}/both.js`, `throw new Error("the .js file was loaded");\n`);
     const forms: [string, string | URL, string][] = [
       ["a URL", WORKER, WORKER.href],
       ["a file: URL string", WORKER.href, WORKER.href],
       ["an absolute path with its extension", `${WORKER_DIR}/chat_worker.ts`, WORKER.href],
       ["an absolute path without extension", `${WORKER_DIR}/chat_worker`, WORKER.href],
       ["a folder with an index file", dir, new URL(`file://${dir}/index.js`).href],
+      ["a path with both .ts and .js files: .ts first", `${dir}/both`, `file://${dir}/both.ts`],
     ];
     for (const [name, specifier, url] of forms) {
       await t.step(name, async () => {
