@@ -1,4 +1,5 @@
-// The worker pool behind `distribute()`: one Web Worker per lane, started
+// The worker pool behind `distribute()`: one worker thread per lane (a Web
+// Worker, or a `node:worker_threads` Worker on Node: see _threads.ts), started
 // when the first update is routed to that lane; the jobs each worker has not
 // finished; and the replacement of a worker that crashed, which gets those
 // jobs again in the order they were first sent. Not exported by mod.ts,
@@ -6,6 +7,7 @@
 // that the pool does not import the module that uses it.
 
 import { redact } from "./_redact.ts";
+import { startThread, type Thread } from "./_threads.ts";
 
 /** Main thread → worker: the bot info, sent first to every new worker. */
 export interface InitMessage {
@@ -80,7 +82,7 @@ interface Job {
 }
 
 interface Lane {
-  worker: Worker;
+  thread: Thread;
   /** Unfinished jobs in the order they were sent (a `Map` keeps insertion order). */
   jobs: Map<number, Job>;
 }
@@ -138,14 +140,15 @@ export class WorkerPool {
   }
 
   /** Terminates every worker; updates still unfinished reject. */
-  close(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
+  async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
     const lanes = this.#lanes;
     this.#lanes = [];
+    const ending: Promise<void>[] = [];
     for (const lane of lanes) {
       if (lane === undefined) continue;
-      lane.worker.terminate();
+      ending.push(lane.thread.terminate());
       for (const job of lane.jobs.values()) {
         job.reject(
           new Error(
@@ -155,23 +158,19 @@ export class WorkerPool {
       }
       lane.jobs.clear();
     }
-    return Promise.resolve();
+    await Promise.all(ending);
   }
 
   #spawn(index: number): Lane {
-    const worker = new Worker(this.#url, { type: "module", name: `grammyx-worker-${index}` });
-    const lane: Lane = { worker, jobs: new Map() };
-    worker.onmessage = (event: MessageEvent<FromWorker>) => this.#receive(index, lane, event.data);
-    worker.onerror = (event: ErrorEvent) => {
-      event.preventDefault(); // keeps the main thread alive
-      const message = String(event.message);
-      this.#replace(index, lane, message.startsWith("Uncaught") ? message : `Uncaught ${message}`);
-    };
-    worker.onmessageerror = () =>
-      this.#replace(index, lane, "A message of the worker could not be read");
+    const jobs = new Map<number, Job>();
+    const thread = startThread(this.#url, `grammyx-worker-${index}`, {
+      message: (data) => this.#receive(index, lane, data as FromWorker),
+      crash: (reason) => this.#replace(index, lane, reason),
+    });
+    const lane: Lane = { thread, jobs };
     this.#lanes[index] = lane;
     const init: InitMessage = { type: "init", me: this.#me };
-    worker.postMessage(init);
+    thread.postMessage(init);
     return lane;
   }
 
@@ -182,7 +181,7 @@ export class WorkerPool {
       key: job.key,
       update: job.update,
     };
-    lane.worker.postMessage(message);
+    lane.thread.postMessage(message);
     lane.jobs.set(job.id, job);
   }
 
@@ -207,7 +206,7 @@ export class WorkerPool {
   /** Ends a crashed worker and sends its unfinished jobs, in order, to a new one. */
   #replace(index: number, lane: Lane, reason: string): void {
     if (this.#lanes[index] !== lane) return;
-    lane.worker.terminate();
+    void lane.thread.terminate();
     this.#lanes[index] = undefined;
     const message = redact(reason.replace(/\s+/g, " ").trim(), this.#token);
     const again: Job[] = [];

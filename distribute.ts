@@ -19,9 +19,12 @@
  * @module
  */
 
+import { statSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { keyOf } from "./_keys.ts";
 import { laneOf, type WorkerFailure, WorkerPool } from "./_pool.ts";
 import { slotOf } from "./_slots.ts";
+import { canStartThreads } from "./_threads.ts";
 import { sequentialize } from "./sequentialize.ts";
 import { isFunction, knownOptions, optionalObject, positiveInteger, show } from "./_validate.ts";
 
@@ -123,8 +126,9 @@ export interface DistributeOptions<C> {
    */
   key?: (ctx: C) => DistributeKey;
   /**
-   * Called when a worker crashed (an uncaught error, `self.close()` or
-   * `Deno.exit()` in the worker, a module that fails to load) and was
+   * Called when a worker crashed (an uncaught error, `self.close()`,
+   * `Deno.exit()` or `process.exit()` in the worker, a module that fails to
+   * load) and was
    * replaced. The updates it had not finished are sent again, in their
    * order, to the new worker, so they may run twice (at least once in all);
    * an update that was running in 3 workers that crashed is given up and
@@ -192,6 +196,8 @@ const SUBJECT = "Cannot create distribute middleware";
 /**
  * Creates middleware that handles each update in one of `count` worker
  * threads running the module at `specifier`, which creates a `BotWorker`.
+ * The threads are Web Workers on Deno and Bun, and `node:worker_threads`
+ * workers on Node (the same routing, order, crash and `stop()` rules).
  * The middleware resolves when the worker reports the update done, so the
  * runner's concurrency slot stays held meanwhile and `stop()` waits for the
  * workers. It rejects with an error (without the bot token) when the update
@@ -206,11 +212,11 @@ const SUBJECT = "Cannot create distribute middleware";
  * sent to a worker without one never settles (a sink `timeout` catches it).
  *
  * @typeParam C The context type of the main bot: grammY's `Context` or any `DistributableContext`
- * @param specifier The worker module, as an absolute URL: `new URL("./worker.ts", import.meta.url)`
+ * @param specifier The worker module: a `URL` (`new URL("./worker.ts", import.meta.url)`), an absolute URL string (`file:`, `data:`), or an absolute file path, with or without its extension (`import.meta.dirname + "/worker"`, `__dirname + "/worker"`: the file itself, else with `.ts`, `.mts`, `.js`, `.mjs` or `.cjs`, else an `index` file in that folder)
  * @param options The number of workers, the key of an update, the crash reporter
  * @returns Middleware to install last, with a `close()` method
- * @throws {TypeError | RangeError} if `specifier` or an option is invalid, or an option name is unknown (a typo)
- * @throws {Error} if the runtime has no Web Workers (`new Worker(url, { type: "module" })`)
+ * @throws {TypeError | RangeError} if `specifier` (a relative path, an absolute path that names no file) or an option is invalid, or an option name is unknown (a typo)
+ * @throws {Error} if the runtime has neither Web Workers nor `node:worker_threads`
  *
  * @example Run a bot whose handlers run in two worker threads
  * ```ts
@@ -260,9 +266,9 @@ export function distribute<C extends DistributableContext = DistributableContext
   specifier: string | URL,
   options: DistributeOptions<C> = {},
 ): DistributedMiddleware<C> {
-  if (typeof globalThis.Worker !== "function") {
+  if (!canStartThreads()) {
     throw new Error(
-      `${SUBJECT} as this runtime has no Web Workers (Deno and Bun have them; Node does not)`,
+      `${SUBJECT} as this runtime has neither Web Workers nor node:worker_threads`,
     );
   }
   const url = workerUrl(specifier);
@@ -334,13 +340,52 @@ function printWorkerFailure(failure: WorkerFailure): void {
   );
 }
 
-/** The URL of the worker module; throws a `TypeError` unless `specifier` is an absolute URL. */
+/** Extensions tried, in this order, after an absolute path that names no file. */
+const EXTENSIONS = [".ts", ".mts", ".js", ".mjs", ".cjs"];
+
+/**
+ * The URL of the worker module. A `URL` or an absolute URL string is taken
+ * as is. An absolute file path is resolved as `@grammyjs/runner` resolved it
+ * on Node (`distribute(__dirname + "/worker")`): the file itself, else the
+ * path with an extension, else an `index` file in that folder. Anything else
+ * (a relative path above all) is a `TypeError`.
+ */
 function workerUrl(specifier: unknown): URL {
   if (specifier instanceof URL) return specifier;
+  if (typeof specifier === "string" && isAbsolutePath(specifier)) {
+    const candidates = [
+      specifier,
+      ...EXTENSIONS.map((extension) => specifier + extension),
+      ...EXTENSIONS.map((extension) => `${specifier.replace(/[\\/]+$/, "")}/index${extension}`),
+    ];
+    const file = candidates.find(isFile);
+    if (file !== undefined) return pathToFileURL(file);
+    throw new TypeError(
+      `${SUBJECT} as 'specifier' must name a file (also tried the extensions ${
+        EXTENSIONS.join(", ")
+      } and an index file): current value is ${show(specifier)}`,
+    );
+  }
   if (typeof specifier === "string" && URL.canParse(specifier)) return new URL(specifier);
   throw new TypeError(
-    `${SUBJECT} as 'specifier' must be an absolute URL such as new URL("./worker.ts", import.meta.url): current value is ${
+    `${SUBJECT} as 'specifier' must be an absolute URL such as new URL("./worker.ts", import.meta.url) or an absolute file path: current value is ${
       show(specifier)
     }`,
   );
+}
+
+/** A POSIX path from the root, or a Windows path from a drive or a share. */
+function isAbsolutePath(text: string): boolean {
+  return text.startsWith("/") || /^[A-Za-z]:[\\/]/.test(text) || text.startsWith("\\\\");
+}
+
+/** Whether `path` is a file; a missing path is not, any other failure (no permission) throws. */
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return false;
+    throw error;
+  }
 }

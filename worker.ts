@@ -17,16 +17,26 @@
  * @module
  */
 
+import process from "node:process";
+import { type MessagePort, parentPort } from "node:worker_threads";
 import { type Api, Bot, type BotConfig, BotError, type Context } from "./_deps.ts";
 import { KeyedChains } from "./_chain.ts";
 import { describe } from "./_redact.ts";
 import type { DoneMessage, ExitMessage, ToWorker, UpdateMessage } from "./_pool.ts";
 
-/** The parts of a worker's global scope that a bot worker uses. */
+/** The parts of a Web Worker's global scope that a bot worker uses (Deno). */
 interface WorkerScope {
   postMessage(message: DoneMessage | ExitMessage): void;
   close(): void;
   addEventListener(type: string, listener: (event: Event) => void): void;
+}
+
+/** How a bot worker talks to the main thread, on every runtime. */
+interface MainThread {
+  /** Posts a message to the main thread. */
+  post(message: DoneMessage | ExitMessage): void;
+  /** Calls `listener` with each message of the main thread. */
+  onMessage(listener: (data: unknown) => void): void;
 }
 
 /**
@@ -46,13 +56,73 @@ type GrammyApi = Api;
 /** Whether this thread already has a bot worker (a thread serves one bot). */
 let listening = false;
 
-/** The global scope if this code runs in a Web Worker, else `undefined`. */
-function workerScope(): WorkerScope | undefined {
+/**
+ * The main thread, if this code runs in a worker thread: a Deno Web Worker
+ * (its global scope), else a `node:worker_threads` port (Node; Bun gives its
+ * Web Workers one too). Either way the main thread is told before the worker
+ * ends, so that it replaces it: on an uncaught error, on `self.close()`,
+ * `Deno.exit()` or `process.exit()`.
+ */
+function mainThread(token: string): MainThread | undefined {
   const scope =
     (globalThis as { WorkerGlobalScope?: abstract new () => unknown }).WorkerGlobalScope;
-  return typeof scope === "function" && globalThis instanceof scope
-    ? globalThis as unknown as WorkerScope
-    : undefined;
+  if (typeof scope === "function" && globalThis instanceof scope) {
+    return connectScope(globalThis as unknown as WorkerScope, token);
+  }
+  return parentPort === null ? undefined : connectPort(parentPort, token);
+}
+
+function connectScope(scope: WorkerScope, token: string): MainThread {
+  const close = scope.close.bind(scope);
+  const exit = (reason: string) => {
+    const message: ExitMessage = { type: "exit", reason };
+    scope.postMessage(message);
+    close();
+  };
+  scope.close = () => exit("The worker closed itself");
+  const deno = (globalThis as { Deno?: { exit?: (code?: number) => never } }).Deno;
+  const denoExit = deno?.exit?.bind(deno);
+  if (deno !== undefined && denoExit !== undefined) {
+    deno.exit = (code?: number): never => {
+      const message: ExitMessage = {
+        type: "exit",
+        reason: `The worker called Deno.exit(${code ?? ""})`,
+      };
+      scope.postMessage(message);
+      return denoExit(code);
+    };
+  }
+  scope.addEventListener("error", (event) => {
+    event.preventDefault();
+    const error = (event as ErrorEvent).error ?? (event as ErrorEvent).message;
+    exit(`Uncaught ${describe(error, token)}`);
+  });
+  scope.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    exit(`Uncaught (in promise) ${describe((event as PromiseRejectionEvent).reason, token)}`);
+  });
+  return {
+    post: (message) => scope.postMessage(message),
+    onMessage: (listener) =>
+      scope.addEventListener("message", (event) => listener((event as MessageEvent).data)),
+  };
+}
+
+function connectPort(port: MessagePort, token: string): MainThread {
+  const post = (message: DoneMessage | ExitMessage) => port.postMessage(message);
+  const processExit = process.exit.bind(process);
+  const exit = (reason: string, code: number): never => {
+    post({ type: "exit", reason });
+    return processExit(code);
+  };
+  process.exit = (code?: number | string | null): never =>
+    exit(`The worker called process.exit(${code ?? ""})`, Number(code ?? 0));
+  // With these listeners the thread no longer ends by itself on an error.
+  process.on("uncaughtException", (error) => exit(`Uncaught ${describe(error, token)}`, 1));
+  process.on("unhandledRejection", (reason) => {
+    exit(`Uncaught (in promise) ${describe(reason, token)}`, 1);
+  });
+  return { post, onMessage: (listener) => port.on("message", listener) };
 }
 
 /**
@@ -64,9 +134,10 @@ function workerScope(): WorkerScope | undefined {
  * Errors: middleware errors go to the error handler set with `bot.catch`. If
  * none is set, or it throws, the error is sent to the main thread (as text,
  * without the bot token), where the `distribute()` middleware rejects with
- * it, so the main bot's error handler sees it. An uncaught error or
- * `self.close()` / `Deno.exit()` ends the worker after telling the main
- * thread, which starts a new one and sends it the unfinished updates again.
+ * it, so the main bot's error handler sees it. An uncaught error,
+ * `self.close()`, `Deno.exit()` or `process.exit()` ends the worker after
+ * telling the main thread, which starts a new one and sends it the unfinished
+ * updates again.
  *
  * Outside a worker thread (e.g. in a unit test of your handlers) it does not
  * listen for messages: you call `handleUpdate` yourself.
@@ -117,11 +188,11 @@ export class BotWorker<C extends GrammyContext = GrammyContext, A extends Grammy
     this.errorHandler = (error) => {
       throw error;
     };
-    const scope = workerScope();
-    if (scope === undefined) return;
     if (listening) throw new Error("Cannot create a second bot worker in the same worker thread");
+    const main = mainThread(this.token);
+    if (main === undefined) return;
     listening = true;
-    this.#listen(scope);
+    this.#listen(main);
   }
 
   /**
@@ -144,55 +215,25 @@ export class BotWorker<C extends GrammyContext = GrammyContext, A extends Grammy
     throw new Error("Cannot stop a bot worker! Stop the runner in the main thread");
   }
 
-  #listen(scope: WorkerScope): void {
-    const token = this.token;
-    const close = scope.close.bind(scope);
-    const exit = (reason: string) => {
-      const message: ExitMessage = { type: "exit", reason };
-      scope.postMessage(message);
-      close();
-    };
-    // Tell the main thread before the worker ends, so it can replace it.
-    scope.close = () => exit("The worker closed itself");
-    const deno = (globalThis as { Deno?: { exit?: (code?: number) => never } }).Deno;
-    const denoExit = deno?.exit?.bind(deno);
-    if (deno !== undefined && denoExit !== undefined) {
-      deno.exit = (code?: number): never => {
-        const message: ExitMessage = {
-          type: "exit",
-          reason: `The worker called Deno.exit(${code ?? ""})`,
-        };
-        scope.postMessage(message);
-        return denoExit(code);
-      };
-    }
-    scope.addEventListener("error", (event) => {
-      event.preventDefault();
-      const error = (event as ErrorEvent).error ?? (event as ErrorEvent).message;
-      exit(`Uncaught ${describe(error, token)}`);
-    });
-    scope.addEventListener("unhandledrejection", (event) => {
-      event.preventDefault();
-      exit(`Uncaught (in promise) ${describe((event as PromiseRejectionEvent).reason, token)}`);
-    });
-    scope.addEventListener("message", (event) => {
-      const message = (event as MessageEvent<ToWorker>).data;
+  #listen(main: MainThread): void {
+    main.onMessage((data) => {
+      const message = data as ToWorker | undefined;
       if (message?.type === "init") {
         if (!this.isInited()) this.botInfo = message.me as Bot["botInfo"];
       } else if (message?.type === "update") {
-        this.#enqueue(message, scope);
+        this.#enqueue(message, main);
       }
     });
   }
 
   /** Runs the update after the earlier ones of its key, then reports it done. */
-  #enqueue({ job, key, update }: UpdateMessage, scope: WorkerScope): void {
+  #enqueue({ job, key, update }: UpdateMessage, main: MainThread): void {
     const typed = update as Parameters<Bot["handleUpdate"]>[0];
     const report = (error: string | undefined) => {
       const message: DoneMessage = error === undefined
         ? { type: "done", job, update_id: typed.update_id }
         : { type: "done", job, update_id: typed.update_id, error };
-      scope.postMessage(message);
+      main.post(message);
     };
     void this.#chains.run([key], async () => report(await this.#handle(typed)));
   }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import type { BotError, Context } from "grammy";
 import { run } from "../mod.ts";
 import { distribute, type WorkerFailure } from "../distribute.ts";
@@ -9,6 +10,7 @@ import { botFor } from "./_bot.ts";
 import { isPending, until } from "./_helpers.ts";
 
 const WORKER = new URL("./fixtures/chat_worker.ts", import.meta.url);
+const WORKER_DIR = fileURLToPath(new URL("./fixtures", import.meta.url));
 const quick = { runner: { fetch: { timeout: 1 } } } as const;
 
 /** What the fixture worker sends for each message it handled. */
@@ -23,14 +25,16 @@ interface Reply {
  * Counts the Web Workers created while it is in use and which of them were
  * terminated, by swapping the global `Worker` for a subclass.
  */
-function trackWorkers(): { created: number; live: () => number } & Disposable {
+function trackWorkers(): { created: number; live: () => number; urls: string[] } & Disposable {
   const original = globalThis.Worker;
   const live = new Set<Worker>();
+  const urls: string[] = [];
   let created = 0;
   class TrackedWorker extends original {
     constructor(specifier: string | URL, options?: WorkerOptions) {
       super(specifier, options);
       created++;
+      urls.push(String(specifier));
       live.add(this);
     }
     override terminate(): void {
@@ -44,6 +48,7 @@ function trackWorkers(): { created: number; live: () => number } & Disposable {
       return created;
     },
     live: () => live.size,
+    urls,
     [Symbol.dispose]: () => void (globalThis.Worker = original),
   };
 }
@@ -548,7 +553,31 @@ Deno.test("distribute() rejects bad options when it is created", async (t) => {
       "relative specifier",
       () => distribute("./worker.ts"),
       "TypeError",
-      /'specifier' must be an absolute URL.*current value is "\.\/worker\.ts"/,
+      /'specifier' must be an absolute URL.*or an absolute file path: current value is "\.\/worker\.ts"$/,
+    ],
+    [
+      "relative specifier without ./",
+      () => distribute("tests/fixtures/chat_worker"),
+      "TypeError",
+      /'specifier' must be an absolute URL.*current value is "tests\/fixtures\/chat_worker"$/,
+    ],
+    [
+      "absolute path to no file",
+      () => distribute(`${WORKER_DIR}/no_such_worker`),
+      "TypeError",
+      /^Cannot create distribute middleware as 'specifier' must name a file \(also tried the extensions \.ts, \.mts, \.js, \.mjs, \.cjs and an index file\): current value is ".*\/no_such_worker"$/,
+    ],
+    [
+      "absolute path to a folder without an index file",
+      () => distribute(WORKER_DIR),
+      "TypeError",
+      /'specifier' must name a file .*current value is ".*\/fixtures"$/,
+    ],
+    [
+      "a Windows path is a path, not a URL with the scheme c:",
+      () => distribute("C:\\bots\\worker"),
+      "TypeError",
+      /'specifier' must name a file .*current value is "C:\\\\bots\\\\worker"$/,
     ],
     [
       "specifier not a string",
@@ -565,5 +594,92 @@ Deno.test("distribute() rejects bad options when it is created", async (t) => {
   ];
   for (const [name, create, type, message] of cases) {
     await t.step(name, () => assert.throws(create, { name: type, message }));
+  }
+});
+
+Deno.test("distribute() takes the worker as a URL, a file: URL string or an absolute path, with or without extension", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "grammyx_worker_dir_" });
+  try {
+    // A folder with an index file, as Node's require() resolved it for @grammyjs/runner
+    // (JavaScript, so that deno test does not type-check it when the worker loads it).
+    await Deno.writeTextFile(
+      `${dir}/index.js`,
+      `import ${JSON.stringify(WORKER.href)};\n`,
+    );
+    // Both worker.ts and worker.js: the .ts file is taken (the .js one would throw).
+    await Deno.writeTextFile(`${dir}/both.ts`, `import ${JSON.stringify(WORKER.href)};\n`);
+    await Deno.writeTextFile(`${dir}/both.js`, `throw new Error("the .js file was loaded");\n`);
+    const forms: [string, string | URL, string][] = [
+      ["a URL", WORKER, WORKER.href],
+      ["a file: URL string", WORKER.href, WORKER.href],
+      ["an absolute path with its extension", `${WORKER_DIR}/chat_worker.ts`, WORKER.href],
+      ["an absolute path without extension", `${WORKER_DIR}/chat_worker`, WORKER.href],
+      ["a folder with an index file", dir, new URL(`file://${dir}/index.js`).href],
+      ["a path with both .ts and .js files: .ts first", `${dir}/both`, `file://${dir}/both.ts`],
+    ];
+    for (const [name, specifier, url] of forms) {
+      await t.step(name, async () => {
+        using workers = trackWorkers();
+        await using api = await FakeBotApi.start();
+        using _settings = configureWorkers(api);
+        const bot = botFor(api);
+        await using middleware = distribute(specifier, { count: 1 });
+        bot.use(middleware);
+        await bot.init();
+        const [id] = api.pushMessages(1);
+        for (const update of await bot.api.getUpdates()) await bot.handleUpdate(update);
+        assert.deepEqual([...repliesByChat(api).values()].flat().map((reply) => reply.id), [id]);
+        assert.deepEqual(workers.urls, [url]);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("without Web Workers (Node), distribute() runs node:worker_threads workers with the same order and crash rules", async () => {
+  const webWorker = globalThis.Worker;
+  // @ts-ignore: the global is put back in finally
+  delete globalThis.Worker;
+  try {
+    await using api = await FakeBotApi.start({ seed: 7 });
+    using _settings = configureWorkers(api, { maxDelay: 2 });
+    const marker = `GRAMMYX_TEST_CRASHED_${crypto.randomUUID().replaceAll("-", "_")}`;
+    const failures: WorkerFailure[] = [];
+    const bot = botFor(api);
+    bot.use(
+      distribute(WORKER, { count: 2, onWorkerError: (failure) => void failures.push(failure) }),
+    );
+    const ids = api.pushMessages(200, {
+      chats: 10,
+      text: (index) => index === 100 ? `crash-throw ${marker}` : `message ${index}`,
+    });
+
+    const handle = run(bot, quick);
+    await until(
+      () => new Set(api.sentMessages.map(({ text }) => text)).size >= 200,
+      30_000,
+      "200 replies",
+    );
+    await handle.stop();
+    Deno.env.delete(marker);
+
+    const byChat = repliesByChat(api);
+    const handled = new Set([...byChat.values()].flat().map((reply) => reply.id));
+    assert.deepEqual([...handled].toSorted((a, b) => a - b), ids, "every update handled");
+    const usedWorkers = new Set<string>();
+    for (const [chat, replies] of byChat) {
+      const order = replies.map((reply) => reply.id);
+      assert.deepEqual(order, order.toSorted((a, b) => a - b), `chat ${chat} in order`);
+      assert.ok(replies.every((reply) => !reply.overlap), `chat ${chat} never overlapped`);
+      for (const reply of replies) usedWorkers.add(reply.worker);
+    }
+    assert.equal(usedWorkers.size, 3, "two workers and one replacement");
+    assert.equal(failures.length, 1, "one crash reported");
+    assert.match(failures[0]!.message, /^Uncaught Error: crash on purpose in bot<token>$/);
+    assert.ok(failures[0]!.redispatched >= 1);
+    assert.equal(api.pending(), 0);
+  } finally {
+    globalThis.Worker = webWorker;
   }
 });
