@@ -1,0 +1,471 @@
+// OpenTelemetry for the runner, in one place: the metrics and spans of the
+// sink (each update taken, its waits, its outcome; the gauges behind
+// `stats()`) and of the fetcher's calls (getUpdates, its failures by kind,
+// stalls). Only `@opentelemetry/api` is used. Without a provider (none
+// installed, none passed) `telemetryOf` returns `undefined`: the sink and
+// the calls then hold no telemetry and skip each hook with one check. Every
+// sink records the same way, so a runner built on the sink (run(), the queue
+// workers) gets it all without code of its own. Not exported by mod.ts.
+
+import {
+  type Attributes,
+  type BatchObservableCallback,
+  context,
+  type Counter,
+  createNoopMeter,
+  type Histogram,
+  type Meter,
+  type MeterProvider,
+  metrics,
+  type ObservableGauge,
+  ProxyTracer,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Tracer,
+  type TracerProvider,
+  ValueType,
+} from "./_otel.ts";
+import type { TaskState } from "./_backlog.ts";
+import { clock } from "./_clock.ts";
+import { describe } from "./_redact.ts";
+import { knownOptions, oneOf, optionalObject, show } from "./_validate.ts";
+import type { Outcome, SinkStats } from "./sink.ts";
+
+/**
+ * Where the runner's metrics and spans go. By default, to the providers the
+ * application registered with `@opentelemetry/api` (Deno registers its own
+ * with `OTEL_DENO=true`); with none registered, nothing is recorded. The
+ * providers are looked up once, when the runner (or the sink) is created.
+ */
+export interface TelemetryOptions {
+  /**
+   * The meter provider to record metrics with.
+   *
+   * @default {metrics.getMeterProvider()} (the global one)
+   */
+  meterProvider?: MeterProvider;
+  /**
+   * The tracer provider to record spans with.
+   *
+   * @default {trace.getTracerProvider()} (the global one)
+   */
+  tracerProvider?: TracerProvider;
+  /**
+   * Whether to record spans: one per update and one per Bot API call of the
+   * fetcher. Metrics are recorded either way.
+   *
+   * @default {true}
+   */
+  spans?: boolean;
+  /**
+   * How an update's span shows the key `sequentialize()` gave it:
+   * `"hash"` (a 53-bit hash of the key, in hex: groups a chat's updates
+   * without writing its id), `"raw"` (the key itself, e.g. the chat id) or
+   * `"none"`.
+   *
+   * @default {"hash"}
+   */
+  keys?: "hash" | "raw" | "none";
+  /**
+   * Attributes added to every metric point and span, e.g.
+   * `{ "grammy.bot": "support" }` to tell two runners of one process apart.
+   *
+   * @default {{}}
+   */
+  attributes?: Attributes;
+}
+
+/** The instrumentation scope that backends show as the source of the figures. */
+const SCOPE = "@grammyx/runner";
+
+/** The name of every metric the module records. */
+export const METRIC = {
+  fetched: "grammy.runner.updates.fetched",
+  handled: "grammy.runner.updates.handled",
+  failed: "grammy.runner.updates.failed",
+  timedOut: "grammy.runner.updates.timed_out",
+  duration: "grammy.runner.update.duration",
+  keyWait: "grammy.runner.update.wait_for_key.duration",
+  slotWait: "grammy.runner.update.wait_for_slot.duration",
+  running: "grammy.runner.updates.running",
+  waitingForKey: "grammy.runner.updates.waiting_for_key",
+  waitingForSlot: "grammy.runner.updates.waiting_for_slot",
+  pending: "grammy.runner.updates.pending",
+  lag: "grammy.runner.lag",
+  calls: "grammy.runner.getupdates.calls",
+  failures: "grammy.runner.getupdates.failures",
+  stalls: "grammy.runner.stalls",
+} as const;
+
+/** Bucket bounds for the duration histograms, in seconds (1 ms to 5 min). */
+const BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+/** The words of the outcomes in attributes (OpenTelemetry values are snake_case). */
+const OUTCOME: Record<Outcome, string> = {
+  handled: "handled",
+  failed: "failed",
+  timedOut: "timed_out",
+};
+
+/** Checked options with the providers looked up: what records, and how. */
+export interface Telemetry {
+  meter: Meter;
+  /** `undefined`: no spans. */
+  tracer: Tracer | undefined;
+  keys: "hash" | "raw" | "none";
+  attributes: Attributes;
+}
+
+/**
+ * Checks the `telemetry` option and looks the providers up.
+ *
+ * @returns `undefined` when there is nothing to record with (no provider)
+ * @throws {TypeError} naming the option and the value if it is invalid
+ */
+export function telemetryOf(
+  subject: string,
+  options: TelemetryOptions | undefined,
+): Telemetry | undefined {
+  optionalObject(subject, "telemetry", options);
+  if (options === undefined) options = {};
+  knownOptions(
+    subject,
+    options,
+    ["meterProvider", "tracerProvider", "spans", "keys", "attributes"],
+    "telemetry",
+  );
+  const { meterProvider, tracerProvider, spans = true, keys = "hash", attributes = {} } = options;
+  provider(subject, "meterProvider", meterProvider, "getMeter");
+  provider(subject, "tracerProvider", tracerProvider, "getTracer");
+  oneOf(subject, "telemetry.spans", spans, [true, false]);
+  oneOf(subject, "telemetry.keys", keys, ["hash", "raw", "none"]);
+  optionalObject(subject, "telemetry.attributes", attributes);
+  const meter = (meterProvider ?? metrics.getMeterProvider()).getMeter(SCOPE);
+  const tracer = spans ? (tracerProvider ?? trace.getTracerProvider()).getTracer(SCOPE) : undefined;
+  // No provider registered: the API hands out its no-op meter and a proxy tracer.
+  const meterLive = meter !== createNoopMeter();
+  const tracerLive = tracer !== undefined && !(tracer instanceof ProxyTracer);
+  if (!meterLive && !tracerLive) return undefined;
+  return { meter, tracer: tracerLive ? tracer : undefined, keys, attributes: { ...attributes } };
+}
+
+function provider(subject: string, name: string, value: unknown, method: string): void {
+  if (value === undefined) return;
+  if (
+    typeof value !== "object" || value === null ||
+    typeof (value as Record<string, unknown>)[method] !== "function"
+  ) {
+    throw new TypeError(
+      `${subject} as 'telemetry.${name}' must have a ${method} function: current value is ${
+        show(value)
+      }`,
+    );
+  }
+}
+
+/** What the sink's telemetry needs of an update in the sink. */
+interface Tracked {
+  state: TaskState;
+  readonly tracked: UpdateTrack | undefined;
+}
+
+/** The sink's metrics and update spans. */
+export class SinkTelemetry {
+  readonly #settings: Telemetry;
+  readonly #stats: () => SinkStats;
+  readonly #fetched: Counter;
+  readonly #outcomes: Record<Outcome, Counter>;
+  readonly #duration: Histogram;
+  readonly #keyWait: Histogram;
+  readonly #slotWait: Histogram;
+  readonly #gauges: Record<
+    "running" | "waitingForKey" | "waitingForSlot" | "pending",
+    ObservableGauge
+  >;
+  readonly #lag: ObservableGauge;
+  /** The attributes of each outcome's points. */
+  readonly #outcomeAttributes: Record<Outcome, Attributes>;
+  #observing = false;
+
+  constructor(settings: Telemetry, stats: () => SinkStats) {
+    this.#settings = settings;
+    this.#stats = stats;
+    const { meter, attributes } = settings;
+    const counter = (name: string, description: string) =>
+      meter.createCounter(name, { description, unit: "{update}", valueType: ValueType.INT });
+    const histogram = (name: string, description: string) =>
+      meter.createHistogram(name, {
+        description,
+        unit: "s",
+        advice: { explicitBucketBoundaries: BUCKETS },
+      });
+    const gauge = (name: string, description: string) =>
+      meter.createObservableGauge(name, {
+        description,
+        unit: "{update}",
+        valueType: ValueType.INT,
+      });
+    this.#fetched = counter(METRIC.fetched, "Updates taken by the sink");
+    this.#outcomes = {
+      handled: counter(METRIC.handled, "Updates whose middleware completed"),
+      failed: counter(METRIC.failed, "Updates whose middleware threw"),
+      timedOut: counter(METRIC.timedOut, "Updates that ran out of time"),
+    };
+    this.#duration = histogram(
+      METRIC.duration,
+      "Time an update held a concurrency slot, until its outcome",
+    );
+    this.#keyWait = histogram(METRIC.keyWait, "Time an update waited for its key");
+    this.#slotWait = histogram(METRIC.slotWait, "Time an update waited for a concurrency slot");
+    this.#gauges = {
+      running: gauge(METRIC.running, "Updates holding a concurrency slot"),
+      waitingForKey: gauge(METRIC.waitingForKey, "Updates waiting for their key, holding no slot"),
+      waitingForSlot: gauge(METRIC.waitingForSlot, "Updates waiting for a concurrency slot"),
+      pending: gauge(METRIC.pending, "Updates taken and not finished"),
+    };
+    this.#lag = meter.createObservableGauge(METRIC.lag, {
+      description: "Time since the oldest unfinished update was taken",
+      unit: "s",
+    });
+    this.#outcomeAttributes = {
+      handled: { ...attributes, "grammy.runner.outcome": OUTCOME.handled },
+      failed: { ...attributes, "grammy.runner.outcome": OUTCOME.failed },
+      timedOut: { ...attributes, "grammy.runner.outcome": OUTCOME.timedOut },
+    };
+  }
+
+  /** Counts a batch taken; the gauges report from the first one until `close()`. */
+  taken(count: number): void {
+    this.#fetched.add(count, this.#settings.attributes);
+    if (!this.#observing) {
+      this.#observing = true;
+      this.#settings.meter.addBatchObservableCallback(this.#observe, this.#observables());
+    }
+  }
+
+  /** Starts following an update just taken (and its span). */
+  track(update: unknown): UpdateTrack {
+    return new UpdateTrack(this.#settings, update);
+  }
+
+  /** Books a change of state: the waits, the time holding a slot, and the outcome. */
+  moved(task: Tracked, to: TaskState): void {
+    const track = task.tracked;
+    if (track === undefined) return;
+    const now = performance.now();
+    const seconds = (now - track.since) / 1000;
+    track.since = now;
+    const from = task.state;
+    const { attributes } = this.#settings;
+    if (from === "running") track.running += seconds;
+    else if (from === "waitingForKey") this.#keyWait.record(seconds, attributes);
+    else if (from === "waitingForSlot" && to === "running") {
+      this.#slotWait.record(seconds, attributes);
+    }
+    if (to === "handled" || to === "failed" || to === "timedOut") {
+      const outcome = this.#outcomeAttributes[to];
+      this.#outcomes[to].add(1, this.#settings.attributes);
+      this.#duration.record(track.running, outcome);
+      track.end(to);
+    }
+  }
+
+  /** Stops the gauges (the runner stopped); the next batch taken starts them again. */
+  close(): void {
+    if (!this.#observing) return;
+    this.#observing = false;
+    this.#settings.meter.removeBatchObservableCallback(this.#observe, this.#observables());
+  }
+
+  #observables(): ObservableGauge[] {
+    return [...Object.values(this.#gauges), this.#lag];
+  }
+
+  readonly #observe: BatchObservableCallback = (result) => {
+    const stats = this.#stats();
+    const { attributes } = this.#settings;
+    for (const name of ["running", "waitingForKey", "waitingForSlot", "pending"] as const) {
+      result.observe(this.#gauges[name], stats[name], attributes);
+    }
+    const oldest = stats.oldestPendingSince;
+    result.observe(
+      this.#lag,
+      oldest === undefined ? 0 : (clock().now() - oldest) / 1000,
+      attributes,
+    );
+  };
+}
+
+/** One update in the sink: its span, and the times behind the histograms. */
+export class UpdateTrack {
+  /** `performance.now()` when the update entered its current state. */
+  since = performance.now();
+  /** Seconds it held a slot so far. */
+  running = 0;
+  readonly #span: Span | undefined;
+  readonly #keys: Telemetry["keys"];
+  #error: unknown;
+
+  constructor(settings: Telemetry, update: unknown) {
+    this.#keys = settings.keys;
+    const tracer = settings.tracer;
+    if (tracer === undefined) return;
+    const type = typeOf(update);
+    const attributes: Attributes = { ...settings.attributes, "grammy.update.type": type };
+    const id = (update as { update_id?: unknown } | undefined)?.update_id;
+    if (typeof id === "number") attributes["grammy.update.id"] = id;
+    this.#span = tracer.startSpan(`handle ${type}`, { kind: SpanKind.CONSUMER, attributes });
+  }
+
+  /** Runs the middleware with the update's span as the active one, so its own spans nest. */
+  within<T>(run: () => T): T {
+    if (this.#span === undefined) return run();
+    return context.with(trace.setSpan(context.active(), this.#span), run);
+  }
+
+  /** `sequentialize()` told the update's keys. */
+  keyed(keys: readonly string[]): void {
+    if (this.#span === undefined || this.#keys === "none" || keys.length === 0) return;
+    const shown = this.#keys === "raw" ? keys : keys.map(hashOf);
+    const name = this.#keys === "raw" ? "grammy.runner.key" : "grammy.runner.key.hash";
+    this.#span.setAttribute(name, shown.length === 1 ? shown[0]! : [...shown]);
+  }
+
+  /** The middleware threw `error` (the span says so, without the token). */
+  failed(error: unknown): void {
+    this.#error = error;
+  }
+
+  end(outcome: Outcome): void {
+    const span = this.#span;
+    if (span === undefined) return;
+    span.setAttribute("grammy.runner.outcome", OUTCOME[outcome]);
+    if (outcome === "failed") {
+      const error = this.#error;
+      span.setAttribute("error.type", error instanceof Error ? error.name : typeof error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: describe(error) });
+    } else if (outcome === "timedOut") {
+      span.setAttribute("error.type", "timeout");
+      span.setStatus({ code: SpanStatusCode.ERROR, message: "The update ran out of time" });
+    }
+    span.end();
+  }
+}
+
+/** The update's type: its one field besides `update_id` ("message", "callback_query", ...). */
+function typeOf(update: unknown): string {
+  if (typeof update === "object" && update !== null) {
+    for (const key in update) if (key !== "update_id") return key;
+  }
+  return "unknown";
+}
+
+/**
+ * A 53-bit hash of a key in hex (cyrb53): stable across processes, so one
+ * chat's updates share it. It hides ids from casual readers, not from
+ * someone who hashes guesses.
+ */
+export function hashOf(key: string): string {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < key.length; i++) {
+    const char = key.charCodeAt(i);
+    h1 = Math.imul(h1 ^ char, 2654435761);
+    h2 = Math.imul(h2 ^ char, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(16).padStart(14, "0");
+}
+
+/** What a failed Bot API call counts as: "network", "5xx", "429", "409", "4xx" or "malformed". */
+export function failureKind(error: unknown): string {
+  const code = (error as { error_code?: unknown } | undefined)?.error_code;
+  if (typeof code === "number") {
+    if (code === 429 || code === 409) return String(code);
+    return code >= 500 ? "5xx" : "4xx";
+  }
+  if (error instanceof Error && error.name === "MalformedAnswer") return "malformed";
+  // No answer: a refused or cut connection, a timeout, a stall.
+  return "network";
+}
+
+/** The fetcher's metrics and call spans. */
+export class CallTelemetry {
+  readonly #settings: Telemetry;
+  readonly #calls: Counter;
+  readonly #failures: Counter;
+  readonly #stalls: Counter;
+  /** Failure attributes by kind, made once each. */
+  readonly #kinds = new Map<string, Attributes>();
+  /** Describes an error in one line without the token. */
+  readonly #describe: (error: unknown) => string;
+
+  constructor(settings: Telemetry, describe: (error: unknown) => string) {
+    this.#settings = settings;
+    this.#describe = describe;
+    const { meter } = settings;
+    const counter = (name: string, description: string) =>
+      meter.createCounter(name, { description, unit: "{call}", valueType: ValueType.INT });
+    this.#calls = counter(METRIC.calls, "getUpdates calls, retries included");
+    this.#failures = counter(METRIC.failures, "getUpdates calls that failed, by kind (error.type)");
+    this.#stalls = counter(
+      METRIC.stalls,
+      "Bot API calls aborted by the watchdog after no answer came in time",
+    );
+  }
+
+  polled(): void {
+    this.#calls.add(1, this.#settings.attributes);
+  }
+
+  pollFailed(error: unknown): void {
+    const kind = failureKind(error);
+    let attributes = this.#kinds.get(kind);
+    if (attributes === undefined) {
+      attributes = { ...this.#settings.attributes, "error.type": kind };
+      this.#kinds.set(kind, attributes);
+    }
+    this.#failures.add(1, attributes);
+  }
+
+  stalled(call: string): void {
+    this.#stalls.add(1, { ...this.#settings.attributes, "grammy.runner.call": call });
+  }
+
+  /**
+   * Runs one Bot API call inside a span named after its method. An answer
+   * that is a list sets how many updates it held; a failure sets the span's
+   * error, unless `signal` aborted (the runner stopped it).
+   */
+  async call<T>(
+    method: string,
+    call: string,
+    attributes: Attributes | undefined,
+    signal: AbortSignal | undefined,
+    run: () => Promise<T>,
+  ): Promise<T> {
+    const tracer = this.#settings.tracer;
+    if (tracer === undefined) return await run();
+    const span = tracer.startSpan(method, {
+      kind: SpanKind.CLIENT,
+      attributes: { ...this.#settings.attributes, ...attributes, "grammy.runner.call": call },
+    });
+    try {
+      const result = await context.with(trace.setSpan(context.active(), span), run);
+      if (Array.isArray(result)) span.setAttribute("grammy.getupdates.updates", result.length);
+      return result;
+    } catch (error) {
+      if (signal?.aborted) span.setAttribute("grammy.runner.aborted", true);
+      else {
+        span.setAttribute("error.type", failureKind(error));
+        span.setStatus({ code: SpanStatusCode.ERROR, message: this.#describe(error) });
+      }
+      throw error;
+    } finally {
+      span.end();
+    }
+  }
+}
