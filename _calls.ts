@@ -60,7 +60,7 @@ export class Calls {
     this.#settings = settings;
     this.#conflicts = new ConflictWatch(settings.retry.maxConflictTime);
     if (settings.telemetry !== undefined) {
-      this.#telemetry = new CallTelemetry(settings.telemetry, (error) => this.describe(error));
+      this.#telemetry = CallTelemetry.create(settings.telemetry, (error) => this.describe(error));
     }
   }
 

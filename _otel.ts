@@ -10,12 +10,13 @@
 export {
   context,
   createNoopMeter,
+  diag,
+  DiagLogLevel,
   metrics,
   ProxyTracer,
   SpanKind,
   SpanStatusCode,
   trace,
-  ValueType,
 } from "npm:@opentelemetry/api@^1.9.0";
 export type {
   Attributes,

@@ -93,7 +93,7 @@ export class SinkCore<Y> {
     this.#permits = new Permits(settings.concurrency);
     this.backlog = new Backlog(this.#permits, settings.ahead, settings.maxPending);
     if (settings.telemetry !== undefined) {
-      this.#telemetry = new SinkTelemetry(settings.telemetry, () => this.backlog.stats());
+      this.#telemetry = SinkTelemetry.create(settings.telemetry, () => this.backlog.stats());
     }
   }
 

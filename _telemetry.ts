@@ -13,6 +13,7 @@ import {
   context,
   type Counter,
   createNoopMeter,
+  diag,
   type Histogram,
   type Meter,
   type MeterProvider,
@@ -25,7 +26,6 @@ import {
   trace,
   type Tracer,
   type TracerProvider,
-  ValueType,
 } from "./_otel.ts";
 import type { TaskState } from "./_backlog.ts";
 import { clock } from "./_clock.ts";
@@ -189,12 +189,22 @@ export class SinkTelemetry {
   readonly #outcomeAttributes: Record<Outcome, Attributes>;
   #observing = false;
 
-  constructor(settings: Telemetry, stats: () => SinkStats) {
+  /** The sink's telemetry, or `undefined` (and a diagnostic) if the provider refuses the instruments. */
+  static create(settings: Telemetry, stats: () => SinkStats): SinkTelemetry | undefined {
+    try {
+      return new SinkTelemetry(settings, stats);
+    } catch (error) {
+      failedToRecord("anything: the meter refused the sink's instruments", error);
+      return undefined;
+    }
+  }
+
+  private constructor(settings: Telemetry, stats: () => SinkStats) {
     this.#settings = settings;
     this.#stats = stats;
     const { meter, attributes } = settings;
     const counter = (name: string, description: string) =>
-      meter.createCounter(name, { description, unit: "{update}", valueType: ValueType.INT });
+      meter.createCounter(name, { description, unit: "{update}" });
     const histogram = (name: string, description: string) =>
       meter.createHistogram(name, {
         description,
@@ -205,7 +215,6 @@ export class SinkTelemetry {
       meter.createObservableGauge(name, {
         description,
         unit: "{update}",
-        valueType: ValueType.INT,
       });
     this.#fetched = counter(METRIC.fetched, "Updates taken by the sink");
     this.#outcomes = {
@@ -238,10 +247,14 @@ export class SinkTelemetry {
 
   /** Counts a batch taken; the gauges report from the first one until `close()`. */
   taken(count: number): void {
-    this.#fetched.add(count, this.#settings.attributes);
-    if (!this.#observing) {
-      this.#observing = true;
-      this.#settings.meter.addBatchObservableCallback(this.#observe, this.#observables());
+    try {
+      this.#fetched.add(count, this.#settings.attributes);
+      if (!this.#observing) {
+        this.#observing = true;
+        this.#settings.meter.addBatchObservableCallback(this.#observe, this.#observables());
+      }
+    } catch (error) {
+      failedToRecord("the updates taken", error);
     }
   }
 
@@ -252,6 +265,14 @@ export class SinkTelemetry {
 
   /** Books a change of state: the waits, the time holding a slot, and the outcome. */
   moved(task: Tracked, to: TaskState): void {
+    try {
+      this.#moved(task, to);
+    } catch (error) {
+      failedToRecord("an update's change of state", error);
+    }
+  }
+
+  #moved(task: Tracked, to: TaskState): void {
     const track = task.tracked;
     if (track === undefined) return;
     const now = performance.now();
@@ -276,7 +297,11 @@ export class SinkTelemetry {
   close(): void {
     if (!this.#observing) return;
     this.#observing = false;
-    this.#settings.meter.removeBatchObservableCallback(this.#observe, this.#observables());
+    try {
+      this.#settings.meter.removeBatchObservableCallback(this.#observe, this.#observables());
+    } catch (error) {
+      failedToRecord("the end of the gauges", error);
+    }
   }
 
   #observables(): ObservableGauge[] {
@@ -316,7 +341,11 @@ export class UpdateTrack {
     const attributes: Attributes = { ...settings.attributes, "grammy.update.type": type };
     const id = (update as { update_id?: unknown } | undefined)?.update_id;
     if (typeof id === "number") attributes["grammy.update.id"] = id;
-    this.#span = tracer.startSpan(`handle ${type}`, { kind: SpanKind.CONSUMER, attributes });
+    try {
+      this.#span = tracer.startSpan(`handle ${type}`, { kind: SpanKind.CONSUMER, attributes });
+    } catch (error) {
+      failedToRecord("an update's span", error);
+    }
   }
 
   /** Runs the middleware with the update's span as the active one, so its own spans nest. */
@@ -330,7 +359,11 @@ export class UpdateTrack {
     if (this.#span === undefined || this.#keys === "none" || keys.length === 0) return;
     const shown = this.#keys === "raw" ? keys : keys.map(hashOf);
     const name = this.#keys === "raw" ? "grammy.runner.key" : "grammy.runner.key.hash";
-    this.#span.setAttribute(name, shown.length === 1 ? shown[0]! : [...shown]);
+    try {
+      this.#span.setAttribute(name, shown.length === 1 ? shown[0]! : [...shown]);
+    } catch (error) {
+      failedToRecord("an update's keys", error);
+    }
   }
 
   /** The middleware threw `error` (the span says so, without the token). */
@@ -352,6 +385,14 @@ export class UpdateTrack {
     }
     span.end();
   }
+}
+
+/**
+ * Telemetry never breaks the bot: an error of the provider goes to
+ * OpenTelemetry's own diagnostic logger (`diag.setLogger` shows it).
+ */
+function failedToRecord(what: string, error: unknown): void {
+  diag.error(`@grammyx/runner could not record ${what}: ${describe(error)}`);
 }
 
 /** The update's type: its one field besides `update_id` ("message", "callback_query", ...). */
@@ -403,12 +444,25 @@ export class CallTelemetry {
   /** Describes an error in one line without the token. */
   readonly #describe: (error: unknown) => string;
 
-  constructor(settings: Telemetry, describe: (error: unknown) => string) {
+  /** The calls' telemetry, or `undefined` (and a diagnostic) if the provider refuses the instruments. */
+  static create(
+    settings: Telemetry,
+    describe: (error: unknown) => string,
+  ): CallTelemetry | undefined {
+    try {
+      return new CallTelemetry(settings, describe);
+    } catch (error) {
+      failedToRecord("anything: the meter refused the calls' instruments", error);
+      return undefined;
+    }
+  }
+
+  private constructor(settings: Telemetry, describe: (error: unknown) => string) {
     this.#settings = settings;
     this.#describe = describe;
     const { meter } = settings;
     const counter = (name: string, description: string) =>
-      meter.createCounter(name, { description, unit: "{call}", valueType: ValueType.INT });
+      meter.createCounter(name, { description, unit: "{call}" });
     this.#calls = counter(METRIC.calls, "getUpdates calls, retries included");
     this.#failures = counter(METRIC.failures, "getUpdates calls that failed, by kind (error.type)");
     this.#stalls = counter(
@@ -418,21 +472,33 @@ export class CallTelemetry {
   }
 
   polled(): void {
-    this.#calls.add(1, this.#settings.attributes);
+    try {
+      this.#calls.add(1, this.#settings.attributes);
+    } catch (error) {
+      failedToRecord("a getUpdates call", error);
+    }
   }
 
-  pollFailed(error: unknown): void {
-    const kind = failureKind(error);
+  pollFailed(failure: unknown): void {
+    const kind = failureKind(failure);
     let attributes = this.#kinds.get(kind);
     if (attributes === undefined) {
       attributes = { ...this.#settings.attributes, "error.type": kind };
       this.#kinds.set(kind, attributes);
     }
-    this.#failures.add(1, attributes);
+    try {
+      this.#failures.add(1, attributes);
+    } catch (error) {
+      failedToRecord("a failed getUpdates call", error);
+    }
   }
 
   stalled(call: string): void {
-    this.#stalls.add(1, { ...this.#settings.attributes, "grammy.runner.call": call });
+    try {
+      this.#stalls.add(1, { ...this.#settings.attributes, "grammy.runner.call": call });
+    } catch (error) {
+      failedToRecord("a stall", error);
+    }
   }
 
   /**
@@ -449,23 +515,42 @@ export class CallTelemetry {
   ): Promise<T> {
     const tracer = this.#settings.tracer;
     if (tracer === undefined) return await run();
-    const span = tracer.startSpan(method, {
-      kind: SpanKind.CLIENT,
-      attributes: { ...this.#settings.attributes, ...attributes, "grammy.runner.call": call },
-    });
+    let span: Span;
     try {
-      const result = await context.with(trace.setSpan(context.active(), span), run);
-      if (Array.isArray(result)) span.setAttribute("grammy.getupdates.updates", result.length);
-      return result;
+      span = tracer.startSpan(method, {
+        kind: SpanKind.CLIENT,
+        attributes: { ...this.#settings.attributes, ...attributes, "grammy.runner.call": call },
+      });
     } catch (error) {
-      if (signal?.aborted) span.setAttribute("grammy.runner.aborted", true);
-      else {
-        span.setAttribute("error.type", failureKind(error));
-        span.setStatus({ code: SpanStatusCode.ERROR, message: this.#describe(error) });
-      }
+      failedToRecord(`a ${method} span`, error);
+      return await run();
+    }
+    let result: T;
+    try {
+      result = await context.with(trace.setSpan(context.active(), span), run);
+    } catch (error) {
+      this.#end(span, () => {
+        if (signal?.aborted) span.setAttribute("grammy.runner.aborted", true);
+        else {
+          span.setAttribute("error.type", failureKind(error));
+          span.setStatus({ code: SpanStatusCode.ERROR, message: this.#describe(error) });
+        }
+      });
       throw error;
-    } finally {
+    }
+    this.#end(span, () => {
+      if (Array.isArray(result)) span.setAttribute("grammy.getupdates.updates", result.length);
+    });
+    return result;
+  }
+
+  /** Sets what `describe` sets on a call's span and ends it, never throwing. */
+  #end(span: Span, describe: () => void): void {
+    try {
+      describe();
       span.end();
+    } catch (error) {
+      failedToRecord("the end of a call's span", error);
     }
   }
 }

@@ -5,9 +5,9 @@
 
 import assert from "node:assert/strict";
 import type { Context } from "grammy";
-import { createConcurrentSink, run, sequentialize } from "../mod.ts";
+import { createConcurrentSink, run, sequentialize, type TelemetryOptions } from "../mod.ts";
 import { FakeBotApi } from "../testing.ts";
-import { metrics, SpanKind, SpanStatusCode, trace } from "../_otel.ts";
+import { diag, DiagLogLevel, metrics, SpanKind, SpanStatusCode, trace } from "../_otel.ts";
 import { hashOf, METRIC } from "../_telemetry.ts";
 import { botFor } from "./_bot.ts";
 import { gate, until } from "./_helpers.ts";
@@ -324,4 +324,137 @@ Deno.test("hashOf is stable and keeps the key's text out", () => {
   assert.notEqual(hashOf("12345"), hashOf("12346"));
   assert.match(hashOf("12345"), /^[0-9a-f]{14}$/);
   assert.ok(!hashOf("12345").includes("12345"));
+});
+
+Deno.test("a provider that throws never breaks the bot: its errors go to OpenTelemetry's diag logger", async (t) => {
+  const throwing = () => {
+    throw new Error("the backend is down");
+  };
+  const instrument = { add: throwing, record: throwing };
+  const brokenMeter = {
+    createCounter: () => instrument,
+    createHistogram: () => instrument,
+    createObservableGauge: () => ({}),
+    addBatchObservableCallback: throwing,
+    removeBatchObservableCallback: throwing,
+  };
+  const cases: [string, TelemetryOptions][] = [
+    ["instruments that throw", {
+      meterProvider: { getMeter: () => brokenMeter } as never,
+      tracerProvider: { getTracer: () => ({ startSpan: throwing }) } as never,
+    }],
+    ["a meter that refuses instruments", {
+      meterProvider: { getMeter: () => ({ createCounter: throwing }) } as never,
+      spans: false,
+    }],
+  ];
+  for (const [name, telemetry] of cases) {
+    await t.step(name, async () => {
+      const logged: string[] = [];
+      const log = (message: string) => void logged.push(message);
+      diag.setLogger(
+        { error: log, warn: log, info: () => {}, debug: () => {}, verbose: () => {} },
+        { logLevel: DiagLogLevel.ERROR, suppressOverrideMessage: true },
+      );
+      try {
+        await using api = await FakeBotApi.start();
+        const bot = botFor(api);
+        bot.use(sequentialize((ctx: Context) => ctx.chat?.id));
+        let handled = 0;
+        bot.on("message", () => void handled++);
+        api.pushMessages(10, { chats: 2 });
+        const handle = run(bot, { runner: { fetch: { timeout: 1 } }, telemetry });
+        await until(() => handled === 10);
+        await handle.stop();
+        assert.equal(handle.stats().handled, 10);
+      } finally {
+        diag.disable();
+      }
+      assert.ok(logged.length > 0);
+      assert.ok(
+        logged.every((line) =>
+          /^@grammyx\/runner could not record .*the backend is down/.test(line)
+        ),
+        logged.join("\n"),
+      );
+    });
+  }
+});
+
+Deno.test("with OTEL_DENO=true, Deno's built-in exporter sends the runner's metrics and spans over OTLP", async () => {
+  const received: { path: string; body: string }[] = [];
+  await using collector = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (request) => {
+      received.push({ path: new URL(request.url).pathname, body: await request.text() });
+      return Response.json({});
+    },
+  );
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      "--allow-env",
+      "--allow-read",
+      new URL("./fixtures/otel_bot.ts", import.meta.url).pathname,
+    ],
+    env: {
+      OTEL_DENO: "true",
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.addr.port}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_DENO_CONSOLE: "ignore",
+      OTEL_SERVICE_NAME: "otel-test-bot",
+      NO_COLOR: "1",
+      NODE_OPTIONS: "--no-warnings",
+    },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  assert.equal(output.code, 0, text.decode(output.stderr));
+  assert.match(text.decode(output.stdout), /handled 10/);
+  const metricsBody = received.filter(({ path }) => path === "/v1/metrics").map(({ body }) => body)
+    .join("\n");
+  const tracesBody = received.filter(({ path }) => path === "/v1/traces").map(({ body }) => body)
+    .join("\n");
+  for (const name of [METRIC.fetched, METRIC.handled, METRIC.duration, METRIC.calls]) {
+    assert.ok(metricsBody.includes(`"${name}"`), `${name} exported`);
+  }
+  assert.ok(metricsBody.includes('"@grammyx/runner"'), "the instrumentation scope");
+  assert.equal(tracesBody.match(/"name":\s*"handle message"/g)?.length, 10);
+  assert.ok(tracesBody.includes(`"${hashOf("42")}"`), "the hashed key");
+  assert.ok(/"name":\s*"getUpdates"/.test(tracesBody));
+});
+
+Deno.test("examples/metrics.ts serves the runner's metrics to Prometheus on /metrics", async () => {
+  const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = free.addr.port;
+  free.close();
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      "--allow-env",
+      "--allow-read",
+      "--allow-sys",
+      new URL("../examples/metrics.ts", import.meta.url).pathname,
+      `--port=${port}`,
+    ],
+    env: { NO_COLOR: "1", NODE_OPTIONS: "--no-warnings", BOT_TOKEN: "" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  const stdout = text.decode(output.stdout);
+  assert.equal(output.code, 0, text.decode(output.stderr));
+  assert.match(stdout, /^grammy_runner_updates_fetched_total\{[^}]*\} 2000$/m);
+  assert.match(stdout, /^grammy_runner_updates_handled_total\{[^}]*\} 1800$/m);
+  assert.match(stdout, /^grammy_runner_updates_failed_total\{[^}]*\} 200$/m);
+  assert.match(stdout, /^grammy_runner_updates_pending\{[^}]*\} 0$/m);
+  assert.match(
+    stdout,
+    /^grammy_runner_update_duration_count\{[^}]*outcome="handled"[^}]*\} 1800$/m,
+  );
 });
