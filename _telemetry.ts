@@ -41,17 +41,19 @@ import type { Outcome, SinkStats } from "./sink.ts";
  */
 export interface TelemetryOptions {
   /**
-   * The meter provider to record metrics with.
+   * The meter provider to record metrics with: an OpenTelemetry
+   * `MeterProvider` (the SDK's, Deno's).
    *
    * @default {metrics.getMeterProvider()} (the global one)
    */
-  meterProvider?: MeterProvider;
+  meterProvider?: TelemetryMeterProvider;
   /**
-   * The tracer provider to record spans with.
+   * The tracer provider to record spans with: an OpenTelemetry
+   * `TracerProvider` (the SDK's, Deno's).
    *
    * @default {trace.getTracerProvider()} (the global one)
    */
-  tracerProvider?: TracerProvider;
+  tracerProvider?: TelemetryTracerProvider;
   /**
    * Whether to record spans: one per update and one per Bot API call of the
    * fetcher. Metrics are recorded either way.
@@ -74,14 +76,52 @@ export interface TelemetryOptions {
    *
    * @default {{}}
    */
-  attributes?: Attributes;
+  attributes?: TelemetryAttributes;
 }
+
+/**
+ * An OpenTelemetry `MeterProvider`, as far as the runner uses one: any
+ * `MeterProvider` of `@opentelemetry/api` fits (the SDK's, Deno's).
+ */
+export interface TelemetryMeterProvider {
+  /** Returns the meter of an instrumentation scope. */
+  getMeter(name: string): object;
+}
+
+/**
+ * An OpenTelemetry `TracerProvider`, as far as the runner uses one: any
+ * `TracerProvider` of `@opentelemetry/api` fits (the SDK's, Deno's).
+ */
+export interface TelemetryTracerProvider {
+  /** Returns the tracer of an instrumentation scope. */
+  getTracer(name: string): object;
+}
+
+/** Attributes of metric points and spans, as OpenTelemetry takes them. */
+export type TelemetryAttributes = Record<
+  string,
+  string | number | boolean | string[] | number[] | boolean[]
+>;
 
 /** The instrumentation scope that backends show as the source of the figures. */
 const SCOPE = "@grammyx/runner";
 
-/** The name of every metric the module records. */
-export const METRIC = {
+/**
+ * The name of every metric the runner records, by what it counts. Units
+ * follow UCUM: counters and gauges of updates in `{update}`, of calls in
+ * `{call}`, durations and the lag in seconds (`s`). Prometheus shows the
+ * dots as underscores and counters with a `_total` suffix.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { METRICS } from "@grammyx/runner/telemetry";
+ *
+ * assert.equal(METRICS.handled, "grammy.runner.updates.handled");
+ * assert.equal(METRICS.duration, "grammy.runner.update.duration");
+ * ```
+ */
+export const METRICS = {
   fetched: "grammy.runner.updates.fetched",
   handled: "grammy.runner.updates.handled",
   failed: "grammy.runner.updates.failed",
@@ -142,8 +182,11 @@ export function telemetryOf(
   oneOf(subject, "telemetry.spans", spans, [true, false]);
   oneOf(subject, "telemetry.keys", keys, ["hash", "raw", "none"]);
   optionalObject(subject, "telemetry.attributes", attributes);
-  const meter = (meterProvider ?? metrics.getMeterProvider()).getMeter(SCOPE);
-  const tracer = spans ? (tracerProvider ?? trace.getTracerProvider()).getTracer(SCOPE) : undefined;
+  const meter = ((meterProvider as MeterProvider | undefined) ?? metrics.getMeterProvider())
+    .getMeter(SCOPE);
+  const tracer = spans
+    ? ((tracerProvider as TracerProvider | undefined) ?? trace.getTracerProvider()).getTracer(SCOPE)
+    : undefined;
   // No provider registered: the API hands out its no-op meter and a proxy tracer.
   const meterLive = meter !== createNoopMeter();
   const tracerLive = tracer !== undefined && !(tracer instanceof ProxyTracer);
@@ -216,25 +259,25 @@ export class SinkTelemetry {
         description,
         unit: "{update}",
       });
-    this.#fetched = counter(METRIC.fetched, "Updates taken by the sink");
+    this.#fetched = counter(METRICS.fetched, "Updates taken by the sink");
     this.#outcomes = {
-      handled: counter(METRIC.handled, "Updates whose middleware completed"),
-      failed: counter(METRIC.failed, "Updates whose middleware threw"),
-      timedOut: counter(METRIC.timedOut, "Updates that ran out of time"),
+      handled: counter(METRICS.handled, "Updates whose middleware completed"),
+      failed: counter(METRICS.failed, "Updates whose middleware threw"),
+      timedOut: counter(METRICS.timedOut, "Updates that ran out of time"),
     };
     this.#duration = histogram(
-      METRIC.duration,
+      METRICS.duration,
       "Time an update held a concurrency slot, until its outcome",
     );
-    this.#keyWait = histogram(METRIC.keyWait, "Time an update waited for its key");
-    this.#slotWait = histogram(METRIC.slotWait, "Time an update waited for a concurrency slot");
+    this.#keyWait = histogram(METRICS.keyWait, "Time an update waited for its key");
+    this.#slotWait = histogram(METRICS.slotWait, "Time an update waited for a concurrency slot");
     this.#gauges = {
-      running: gauge(METRIC.running, "Updates holding a concurrency slot"),
-      waitingForKey: gauge(METRIC.waitingForKey, "Updates waiting for their key, holding no slot"),
-      waitingForSlot: gauge(METRIC.waitingForSlot, "Updates waiting for a concurrency slot"),
-      pending: gauge(METRIC.pending, "Updates taken and not finished"),
+      running: gauge(METRICS.running, "Updates holding a concurrency slot"),
+      waitingForKey: gauge(METRICS.waitingForKey, "Updates waiting for their key, holding no slot"),
+      waitingForSlot: gauge(METRICS.waitingForSlot, "Updates waiting for a concurrency slot"),
+      pending: gauge(METRICS.pending, "Updates taken and not finished"),
     };
-    this.#lag = meter.createObservableGauge(METRIC.lag, {
+    this.#lag = meter.createObservableGauge(METRICS.lag, {
       description: "Time since the oldest unfinished update was taken",
       unit: "s",
     });
@@ -404,9 +447,25 @@ function typeOf(update: unknown): string {
 }
 
 /**
- * A 53-bit hash of a key in hex (cyrb53): stable across processes, so one
- * chat's updates share it. It hides ids from casual readers, not from
- * someone who hashes guesses.
+ * The hash an update span shows for a `sequentialize()` key (with the
+ * default `telemetry.keys: "hash"`): 14 hex digits of a 53-bit hash
+ * (cyrb53) of the key's text, the same in every process, so one chat's
+ * updates share it. Compute it to find a chat's spans. It keeps ids out of
+ * the telemetry backend, but is no anonymisation: a chat id can be guessed
+ * and hashed.
+ *
+ * @param key A key as `sequentialize()` holds it: its text, so `5` is `"5"`
+ * @returns 14 hexadecimal digits
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { hashOf } from "@grammyx/runner/telemetry";
+ *
+ * const chatId = 123456789;
+ * assert.match(hashOf(String(chatId)), /^[0-9a-f]{14}$/);
+ * assert.equal(hashOf("123456789"), hashOf(String(chatId)));
+ * ```
  */
 export function hashOf(key: string): string {
   let h1 = 0xdeadbeef;
@@ -463,10 +522,13 @@ export class CallTelemetry {
     const { meter } = settings;
     const counter = (name: string, description: string) =>
       meter.createCounter(name, { description, unit: "{call}" });
-    this.#calls = counter(METRIC.calls, "getUpdates calls, retries included");
-    this.#failures = counter(METRIC.failures, "getUpdates calls that failed, by kind (error.type)");
+    this.#calls = counter(METRICS.calls, "getUpdates calls, retries included");
+    this.#failures = counter(
+      METRICS.failures,
+      "getUpdates calls that failed, by kind (error.type)",
+    );
     this.#stalls = counter(
-      METRIC.stalls,
+      METRICS.stalls,
       "Bot API calls aborted by the watchdog after no answer came in time",
     );
   }

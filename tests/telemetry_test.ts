@@ -8,7 +8,7 @@ import type { Context } from "grammy";
 import { createConcurrentSink, run, sequentialize, type TelemetryOptions } from "../mod.ts";
 import { FakeBotApi } from "../testing.ts";
 import { diag, DiagLogLevel, metrics, SpanKind, SpanStatusCode, trace } from "../_otel.ts";
-import { hashOf, METRIC } from "../_telemetry.ts";
+import { hashOf, METRICS } from "../_telemetry.ts";
 import { botFor } from "./_bot.ts";
 import { gate, until } from "./_helpers.ts";
 import { byAttribute, type ReadableSpan, TelemetryKit, total } from "./_otel.ts";
@@ -55,40 +55,40 @@ Deno.test("metrics match stats() and spans carry each update's id, type, outcome
 
   await t.step("counters equal stats()", () => {
     assert.equal(stats.fetched, COUNT);
-    assert.equal(total(recorded, METRIC.fetched), stats.fetched);
-    assert.equal(total(recorded, METRIC.handled), stats.handled);
-    assert.equal(total(recorded, METRIC.failed), stats.failed);
-    assert.equal(total(recorded, METRIC.timedOut), stats.timedOut);
+    assert.equal(total(recorded, METRICS.fetched), stats.fetched);
+    assert.equal(total(recorded, METRICS.handled), stats.handled);
+    assert.equal(total(recorded, METRICS.failed), stats.failed);
+    assert.equal(total(recorded, METRICS.timedOut), stats.timedOut);
     assert.deepEqual([stats.failed, stats.timedOut], [ids.filter(fails).length, 1]);
-    assert.equal(total(recorded, METRIC.calls), stats.getUpdatesCalls);
+    assert.equal(total(recorded, METRICS.calls), stats.getUpdatesCalls);
     assert.ok(stats.getUpdatesFailures > 0, "the faults failed some polls");
-    assert.equal(total(recorded, METRIC.failures), stats.getUpdatesFailures);
-    const kinds = Object.keys(byAttribute(recorded, METRIC.failures, "error.type"));
+    assert.equal(total(recorded, METRICS.failures), stats.getUpdatesFailures);
+    const kinds = Object.keys(byAttribute(recorded, METRICS.failures, "error.type"));
     assert.ok(kinds.every((kind) => kind === "5xx" || kind === "429"), kinds.join());
-    assert.equal(recorded.get(METRIC.handled)?.unit, "{update}");
-    assert.equal(recorded.get(METRIC.calls)?.unit, "{call}");
+    assert.equal(recorded.get(METRICS.handled)?.unit, "{update}");
+    assert.equal(recorded.get(METRICS.calls)?.unit, "{call}");
   });
 
   await t.step("the duration histogram counts each outcome once, in seconds", () => {
-    assert.equal(recorded.get(METRIC.duration)?.unit, "s");
-    assert.deepEqual(byAttribute(recorded, METRIC.duration, "grammy.runner.outcome"), {
+    assert.equal(recorded.get(METRICS.duration)?.unit, "s");
+    assert.deepEqual(byAttribute(recorded, METRICS.duration, "grammy.runner.outcome"), {
       handled: stats.handled,
       failed: stats.failed,
       timed_out: stats.timedOut,
     });
     // Every start took a slot: the first one, and one after each wait for a key.
-    const keyWaits = total(recorded, METRIC.keyWait);
+    const keyWaits = total(recorded, METRICS.keyWait);
     assert.ok(keyWaits > 0, "same-chat updates waited for their key");
-    assert.equal(total(recorded, METRIC.slotWait), COUNT + keyWaits);
+    assert.equal(total(recorded, METRICS.slotWait), COUNT + keyWaits);
   });
 
   await t.step("the gauges equal stats() while the runner runs", () => {
-    assert.equal(total(before, METRIC.running), live.running);
-    assert.equal(total(before, METRIC.waitingForKey), live.waitingForKey);
-    assert.equal(total(before, METRIC.waitingForSlot), live.waitingForSlot);
-    assert.equal(total(before, METRIC.pending), live.pending);
-    assert.equal(total(before, METRIC.lag), 0);
-    assert.equal(before.get(METRIC.lag)?.unit, "s");
+    assert.equal(total(before, METRICS.running), live.running);
+    assert.equal(total(before, METRICS.waitingForKey), live.waitingForKey);
+    assert.equal(total(before, METRICS.waitingForSlot), live.waitingForSlot);
+    assert.equal(total(before, METRICS.pending), live.pending);
+    assert.equal(total(before, METRICS.lag), 0);
+    assert.equal(before.get(METRICS.lag)?.unit, "s");
   });
 
   const spans = kit.spans();
@@ -174,7 +174,7 @@ Deno.test("telemetry.keys: 'raw' shows the keys themselves, 'none' shows none", 
       assert.equal(span.attributes["grammy.runner.key.hash"], undefined);
     }
     const recorded = await kit.metrics();
-    const points = recorded.get(METRIC.handled)!.points;
+    const points = recorded.get(METRICS.handled)!.points;
     assert.deepEqual(points.map((point) => point.attributes), [{ "grammy.bot": "test" }]);
   }
 });
@@ -208,19 +208,19 @@ Deno.test("a sink built by hand records the same, gauges included (what the queu
     [stats.running, stats.waitingForKey, stats.waitingForSlot, stats.pending],
     [2, 2, 2, 6],
   );
-  assert.equal(total(recorded, METRIC.running), stats.running);
-  assert.equal(total(recorded, METRIC.waitingForKey), stats.waitingForKey);
-  assert.equal(total(recorded, METRIC.waitingForSlot), stats.waitingForSlot);
-  assert.equal(total(recorded, METRIC.pending), stats.pending);
-  assert.ok(total(recorded, METRIC.lag) >= 0);
-  assert.equal(total(recorded, METRIC.fetched), 6);
+  assert.equal(total(recorded, METRICS.running), stats.running);
+  assert.equal(total(recorded, METRICS.waitingForKey), stats.waitingForKey);
+  assert.equal(total(recorded, METRICS.waitingForSlot), stats.waitingForSlot);
+  assert.equal(total(recorded, METRICS.pending), stats.pending);
+  assert.ok(total(recorded, METRICS.lag) >= 0);
+  assert.equal(total(recorded, METRICS.fetched), 6);
   for (const entry of gates.values()) entry.open();
   await sink.idle!();
   await sink.close!();
   const after = await kit.metrics();
-  assert.equal(total(after, METRIC.handled), 6);
-  assert.equal(total(after, METRIC.keyWait), 2);
-  assert.equal(total(after, METRIC.slotWait), 8);
+  assert.equal(total(after, METRICS.handled), 6);
+  assert.equal(total(after, METRICS.keyWait), 2);
+  assert.equal(total(after, METRICS.slotWait), 8);
 });
 
 Deno.test("with no provider nothing is recorded and the bot runs as before", async () => {
@@ -257,7 +257,7 @@ Deno.test("providers registered with @opentelemetry/api are used by default; spa
       metrics.disable();
       trace.disable();
     }
-    assert.equal(total(await kit.metrics(), METRIC.handled), 5);
+    assert.equal(total(await kit.metrics(), METRICS.handled), 5);
     assert.equal(kit.spans().filter((span) => span.name === "handle message").length, 5);
   });
   await t.step("spans: false", async () => {
@@ -272,7 +272,7 @@ Deno.test("providers registered with @opentelemetry/api are used by default; spa
     });
     await until(() => handle.stats().handled === 5);
     await handle.stop();
-    assert.equal(total(await kit.metrics(), METRIC.handled), 5);
+    assert.equal(total(await kit.metrics(), METRICS.handled), 5);
     assert.equal(kit.spans().length, 0);
   });
 });
@@ -418,7 +418,7 @@ Deno.test("with OTEL_DENO=true, Deno's built-in exporter sends the runner's metr
     .join("\n");
   const tracesBody = received.filter(({ path }) => path === "/v1/traces").map(({ body }) => body)
     .join("\n");
-  for (const name of [METRIC.fetched, METRIC.handled, METRIC.duration, METRIC.calls]) {
+  for (const name of [METRICS.fetched, METRICS.handled, METRICS.duration, METRICS.calls]) {
     assert.ok(metricsBody.includes(`"${name}"`), `${name} exported`);
   }
   assert.ok(metricsBody.includes('"@grammyx/runner"'), "the instrumentation scope");

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { Bot } from "grammy";
 import { type Report, run } from "../mod.ts";
 import { FakeBotApi } from "../testing.ts";
-import { METRIC } from "../_telemetry.ts";
+import { METRICS } from "../_telemetry.ts";
 import { until, within } from "./_helpers.ts";
 import { byAttribute, TelemetryKit, total } from "./_otel.ts";
 
@@ -161,14 +161,14 @@ Deno.test("a getUpdates into a black hole is aborted after fetch.timeout + stall
   const stats = handle.stats();
   assert.equal(stats.getUpdatesFailures, stalls.length);
   const recorded = await kit.metrics();
-  assert.deepEqual(byAttribute(recorded, METRIC.stalls, "grammy.runner.call"), {
+  assert.deepEqual(byAttribute(recorded, METRICS.stalls, "grammy.runner.call"), {
     getUpdates: stalls.length,
   });
-  assert.deepEqual(byAttribute(recorded, METRIC.failures, "error.type"), {
+  assert.deepEqual(byAttribute(recorded, METRICS.failures, "error.type"), {
     network: stalls.length,
   });
-  assert.equal(total(recorded, METRIC.calls), stats.getUpdatesCalls);
-  assert.equal(total(recorded, METRIC.handled), 3);
+  assert.equal(total(recorded, METRICS.calls), stats.getUpdatesCalls);
+  assert.equal(total(recorded, METRICS.handled), 3);
 });
 
 Deno.test("getMe at start and the confirming getUpdates at stop() into a black hole each end after stallGrace", async () => {
@@ -213,7 +213,7 @@ Deno.test("getMe at start and the confirming getUpdates at stop() into a black h
     atStop.join("\n"),
   );
   assert.ok(atStop.some((message) => message.includes(`below ${offset} in 3 attempts`)));
-  const stalls = byAttribute(await kit.metrics(), METRIC.stalls, "grammy.runner.call");
+  const stalls = byAttribute(await kit.metrics(), METRICS.stalls, "grammy.runner.call");
   assert.ok((stalls.getMe ?? 0) >= 1, JSON.stringify(stalls));
   assert.equal(stalls.confirm, 3);
 });
