@@ -400,6 +400,7 @@ export class UpdateTrack {
   /** `sequentialize()` told the update's keys. */
   keyed(keys: readonly string[]): void {
     if (this.#span === undefined || this.#keys === "none" || keys.length === 0) return;
+    if (!this.#span.isRecording()) return; // sampled out: no attribute is kept
     const shown = this.#keys === "raw" ? keys : keys.map(hashOf);
     const name = this.#keys === "raw" ? "grammy.runner.key" : "grammy.runner.key.hash";
     try {
@@ -417,6 +418,7 @@ export class UpdateTrack {
   end(outcome: Outcome): void {
     const span = this.#span;
     if (span === undefined) return;
+    if (!span.isRecording()) return span.end();
     span.setAttribute("grammy.runner.outcome", OUTCOME[outcome]);
     if (outcome === "failed") {
       const error = this.#error;
