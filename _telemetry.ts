@@ -182,11 +182,18 @@ export function telemetryOf(
   oneOf(subject, "telemetry.spans", spans, [true, false]);
   oneOf(subject, "telemetry.keys", keys, ["hash", "raw", "none"]);
   optionalObject(subject, "telemetry.attributes", attributes);
-  const meter = ((meterProvider as MeterProvider | undefined) ?? metrics.getMeterProvider())
-    .getMeter(SCOPE);
-  const tracer = spans
-    ? ((tracerProvider as TracerProvider | undefined) ?? trace.getTracerProvider()).getTracer(SCOPE)
-    : undefined;
+  let meter = createNoopMeter();
+  let tracer: Tracer | undefined;
+  try {
+    meter = ((meterProvider as MeterProvider | undefined) ?? metrics.getMeterProvider())
+      .getMeter(SCOPE);
+    if (spans) {
+      tracer = ((tracerProvider as TracerProvider | undefined) ?? trace.getTracerProvider())
+        .getTracer(SCOPE);
+    }
+  } catch (error) {
+    failedToRecord("anything: the provider refused a meter or a tracer", error);
+  }
   // No provider registered: the API hands out its no-op meter and a proxy tracer.
   const meterLive = meter !== createNoopMeter();
   const tracerLive = tracer !== undefined && !(tracer instanceof ProxyTracer);

@@ -343,6 +343,10 @@ Deno.test("a provider that throws never breaks the bot: its errors go to OpenTel
       meterProvider: { getMeter: () => brokenMeter } as never,
       tracerProvider: { getTracer: () => ({ startSpan: throwing }) } as never,
     }],
+    ["a provider that refuses a meter", {
+      meterProvider: { getMeter: throwing } as never,
+      spans: false,
+    }],
     ["a meter that refuses instruments", {
       meterProvider: { getMeter: () => ({ createCounter: throwing }) } as never,
       spans: false,
@@ -416,15 +420,34 @@ Deno.test("with OTEL_DENO=true, Deno's built-in exporter sends the runner's metr
   assert.match(text.decode(output.stdout), /handled 10/);
   const metricsBody = received.filter(({ path }) => path === "/v1/metrics").map(({ body }) => body)
     .join("\n");
-  const tracesBody = received.filter(({ path }) => path === "/v1/traces").map(({ body }) => body)
-    .join("\n");
   for (const name of [METRICS.fetched, METRICS.handled, METRICS.duration, METRICS.calls]) {
     assert.ok(metricsBody.includes(`"${name}"`), `${name} exported`);
   }
   assert.ok(metricsBody.includes('"@grammyx/runner"'), "the instrumentation scope");
-  assert.equal(tracesBody.match(/"name":\s*"handle message"/g)?.length, 10);
-  assert.ok(tracesBody.includes(`"${hashOf("42")}"`), "the hashed key");
-  assert.ok(/"name":\s*"getUpdates"/.test(tracesBody));
+  type OtlpSpan = {
+    name: string;
+    spanId: string;
+    parentSpanId?: string;
+    attributes: { key: string; value: { stringValue?: string } }[];
+  };
+  const spans: OtlpSpan[] = received.filter(({ path }) => path === "/v1/traces").flatMap((
+    { body },
+  ) =>
+    JSON.parse(body).resourceSpans.flatMap((resource: { scopeSpans: { spans: OtlpSpan[] }[] }) =>
+      resource.scopeSpans.flatMap((scope) => scope.spans)
+    )
+  );
+  const updates = spans.filter((span) => span.name === "handle message");
+  assert.equal(updates.length, 10);
+  for (const span of updates) {
+    const key = span.attributes.find((attribute) => attribute.key === "grammy.runner.key.hash");
+    assert.equal(key?.value.stringValue, hashOf("42"));
+    // ctx.reply()'s request, traced by Deno, nests under the update's span.
+    assert.ok(spans.some((child) => child.parentSpanId === span.spanId), "a child span");
+  }
+  const polls = spans.filter((span) => span.name === "getUpdates");
+  assert.ok(polls.length > 0);
+  assert.ok(polls.some((poll) => spans.some((child) => child.parentSpanId === poll.spanId)));
 });
 
 Deno.test("examples/metrics.ts serves the runner's metrics to Prometheus on /metrics", async () => {
