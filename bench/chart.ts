@@ -32,6 +32,8 @@ export interface ChartRun {
   cores: number;
   runs: number;
   quick: boolean;
+  /** The 1-minute load average at the start and the end of the run, if known. */
+  load?: [number, number];
 }
 
 const WIDTH = 920;
@@ -71,6 +73,9 @@ export function renderChart(scenarios: readonly ChartScenario[], run: ChartRun):
       24,
       54,
       `${run.command} · ${run.startedAt.slice(0, 10)} · Deno ${run.deno}, ${run.cores} cores` +
+        (run.load === undefined
+          ? ""
+          : ` · load average ${run.load.map((value) => value.toFixed(1)).join(" → ")}`) +
         (run.quick ? " · --quick: indicative figures" : ""),
       { size: 12, fill: MUTED },
     ),
@@ -342,6 +347,9 @@ if (import.meta.main) {
     cores: results.machine?.cores ?? 0,
     runs: results.runs ?? 1,
     quick: results.quick === true,
+    ...(results.machine?.loadAverageAtEnd === undefined ? {} : {
+      load: [results.machine.loadAverageAtStart[0], results.machine.loadAverageAtEnd[0]],
+    }),
   });
   await Deno.writeTextFile(output, svg);
   console.log(`Wrote ${output}`);

@@ -186,6 +186,10 @@ async function main(): Promise<void> {
       cores: navigator.hardwareConcurrency,
       runs: flags.runs,
       quick: flags.quick,
+      load: [
+        (machine.loadAverageAtStart as number[])[0]!,
+        (machine.loadAverageAtEnd as number[])[0]!,
+      ],
     }),
   );
   const load = (values: unknown) => (values as number[]).map((value) => value.toFixed(1)).join(" ");
