@@ -3,8 +3,9 @@
  * process against a fake Bot API that lives in this process, prints one
  * table per scenario (medians, ratios to the rival and to the limit, targets),
  * writes everything to `bench/results/latest.json` and draws the results as
- * an SVG chart (`chart.ts`): `bench/chart.svg`, the one the README shows, or
- * `bench/results/chart.svg` after a `--quick` run. See `--help`. The cpu
+ * an SVG chart (`chart.ts`): `bench/chart.svg`, the one the README shows,
+ * after a full run (no `--quick`, `--only` or `--subjects`), else
+ * `bench/results/chart.svg`. See `--help`. The cpu
  * scenario's trials come from `_cpu.ts`, the crash scenario's from `_crash.ts`.
  *
  * ```sh
@@ -21,13 +22,13 @@ import { renderChart } from "./chart.ts";
 import { renderScenario, type Row } from "./_table.ts";
 import { median, medianOf } from "./_stats.ts";
 import { runTrial, type TrialResult } from "./_trial.ts";
-import type { Scenario } from "./scenarios.ts";
+import { type Scenario, SCENARIOS } from "./scenarios.ts";
 import { runsIn, type SubjectName } from "./_subjects.ts";
 
 const RESULTS = new URL("results/latest.json", import.meta.url);
-/** The chart the README shows; a `--quick` run draws its own in `results/`. */
+/** The chart the README shows, drawn by a full run; a partial or `--quick` run draws its own in `results/`. */
 const CHART = new URL("chart.svg", import.meta.url);
-const QUICK_CHART = new URL("results/chart.svg", import.meta.url);
+const PARTIAL_CHART = new URL("results/chart.svg", import.meta.url);
 
 /** What the JSON file holds for a scenario. */
 interface ScenarioResult {
@@ -176,7 +177,9 @@ async function main(): Promise<void> {
   const totalMs = Date.now() - startedAt.getTime();
   machine.loadAverageAtEnd = Deno.loadavg();
   await writeResults({ startedAt, flags, machine, results, finished: true });
-  const chart = flags.quick ? QUICK_CHART : CHART;
+  const full = !flags.quick && flags.subjects === undefined &&
+    flags.scenarios.length === SCENARIOS.length;
+  const chart = full ? CHART : PARTIAL_CHART;
   await Deno.writeTextFile(
     chart,
     renderChart(results, {
@@ -197,7 +200,7 @@ async function main(): Promise<void> {
     `\nTotal ${(totalMs / 1000).toFixed(1)} s. Load average (1/5/15 min) at start ` +
       `${load(machine.loadAverageAtStart)}, at end ${load(machine.loadAverageAtEnd)} ` +
       `on ${machine.cores} cores. Full results: bench/results/latest.json; chart: ` +
-      `bench/${flags.quick ? "results/" : ""}chart.svg`,
+      `bench/${full ? "" : "results/"}chart.svg`,
   );
 }
 
