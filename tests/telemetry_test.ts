@@ -481,3 +481,32 @@ Deno.test("examples/metrics.ts serves the runner's metrics to Prometheus on /met
     /^grammy_runner_update_duration_count\{[^}]*outcome="handled"[^}]*\} 1800$/m,
   );
 });
+
+Deno.test("getUpdates failures are counted by kind: 409 and malformed answers too", async () => {
+  await using kit = new TelemetryKit();
+  await using api = await FakeBotApi.start({ seed: 5, faults: { malformed: 0.4 } });
+  const bot = botFor(api);
+  let handled = 0;
+  bot.on("message", () => void handled++);
+  api.conflictFor(150); // another poller, for a moment
+  const ids = api.pushMessages(30);
+  const handle = run(bot, {
+    runner: { fetch: { timeout: 0 }, retryInterval: 1, silent: true },
+    sink: { concurrency: 5 },
+    telemetry: kit.options,
+  });
+  await until(() => handled === ids.length, 15_000, "every update");
+  await handle.stop();
+  const stats = handle.stats();
+  const kinds = byAttribute(await kit.metrics(), METRICS.failures, "error.type");
+  assert.ok((kinds["409"] ?? 0) > 0, JSON.stringify(kinds));
+  assert.ok((kinds.malformed ?? 0) > 0, JSON.stringify(kinds));
+  assert.ok(
+    Object.keys(kinds).every((kind) => ["409", "malformed", "network"].includes(kind)),
+    JSON.stringify(kinds),
+  );
+  assert.equal(
+    Object.values(kinds).reduce((sum, count) => sum + count, 0),
+    stats.getUpdatesFailures,
+  );
+});
