@@ -262,27 +262,15 @@ function throughputPanel(
   const max = Math.max(...rows.map((row) => row.rate), panel.bound ?? 0) * 1.05;
   const top = y + 28;
   const rowHeight = 28;
-  rows.forEach(({ style, rate }, index) => {
-    const ry = top + index * rowHeight;
-    const length = (rate / max) * barWidth;
-    parts.push(text(barLeft - 8, ry + 15, style.label, { size: 12, anchor: "end" }));
-    parts.push(
-      `<rect x="${barLeft}" y="${ry + 3}" width="${round(length)}" height="${
-        rowHeight - 10
-      }" rx="2" fill="${style.color}"/>`,
-    );
-    parts.push(
-      text(barLeft + length + 6, ry + 15, `${formatRate(rate)}/s`, { size: 12, fill: INK }),
-    );
-  });
   const bottom = top + rows.length * rowHeight;
   parts.push(line(barLeft, top, barLeft, bottom, MUTED));
   if (panel.bound !== undefined) {
+    // Behind the bars and their figures, which stay readable across it.
     const bx = barLeft + (panel.bound / max) * barWidth;
     parts.push(
       `<line x1="${round(bx)}" y1="${top - 4}" x2="${
         round(bx)
-      }" y2="${bottom}" stroke="${INK}" stroke-width="1.5" stroke-dasharray="4 3"/>`,
+      }" y2="${bottom}" stroke="${MUTED}" stroke-width="1.5" stroke-dasharray="4 3"/>`,
     );
     parts.push(
       text(bx, bottom + 14, `bound ${formatRate(panel.bound)}/s`, {
@@ -292,6 +280,24 @@ function throughputPanel(
       }),
     );
   }
+  rows.forEach(({ style, rate }, index) => {
+    const ry = top + index * rowHeight;
+    const length = (rate / max) * barWidth;
+    parts.push(text(barLeft - 8, ry + 15, style.label, { size: 12, anchor: "end" }));
+    parts.push(
+      `<rect x="${barLeft}" y="${ry + 3}" width="${round(length)}" height="${
+        rowHeight - 10
+      }" rx="2" fill="${style.color}"/>`,
+    );
+    const figure = `${formatRate(rate)}/s`;
+    // A white halo keeps the figure readable where it crosses the bound's line.
+    parts.push(
+      `<text x="${round(barLeft + length + 6)}" y="${
+        ry + 15
+      }" font-size="12" fill="#ffffff" stroke="#ffffff" stroke-width="4">${figure}</text>`,
+      text(barLeft + length + 6, ry + 15, figure, { size: 12, fill: INK }),
+    );
+  });
   return parts;
 }
 
