@@ -1,11 +1,12 @@
 // The fetcher's calls (getMe, getUpdates, the journal) under one policy: the
 // failure policy of `_retry.ts`, a watchdog that aborts a Bot API call gone
-// silent, and the counters behind `stats()`.
+// silent, the counters behind `stats()`, and their telemetry.
 
 import { abortable } from "./_async.ts";
 import { clock, startTimer, stopTimer } from "./_clock.ts";
 import { describe, redactError } from "./_redact.ts";
 import { ConflictWatch, type RetrySettings, withRetries } from "./_retry.ts";
+import { CallTelemetry, type Telemetry } from "./_telemetry.ts";
 import type { SupplierStats } from "./source.ts";
 
 /** What a call does. */
@@ -28,6 +29,8 @@ export interface CallSettings {
   /** The bot token, to keep it out of reports and errors. */
   token: string | undefined;
   report: CallReport;
+  /** Where metrics and spans go; `undefined` when no provider records them. */
+  telemetry: Telemetry | undefined;
 }
 
 /** What each kind of call does, for reports and errors. */
@@ -48,6 +51,7 @@ export class Calls {
   readonly #settings: CallSettings;
   /** 409s are one episode across calls (see `ConflictWatch`). */
   readonly #conflicts: ConflictWatch;
+  readonly #telemetry: CallTelemetry | undefined;
   #polls = 0;
   #failures = 0;
   #lastSuccessAt: number | undefined;
@@ -55,6 +59,9 @@ export class Calls {
   constructor(settings: CallSettings) {
     this.#settings = settings;
     this.#conflicts = new ConflictWatch(settings.retry.maxConflictTime);
+    if (settings.telemetry !== undefined) {
+      this.#telemetry = CallTelemetry.create(settings.telemetry, (error) => this.describe(error));
+    }
   }
 
   stats(): SupplierStats {
@@ -69,16 +76,26 @@ export class Calls {
   /**
    * Runs `call` until it succeeds, under the failure policy. A Bot API call
    * is watched (see `watched`); a journal call gets `signal` and is never
-   * abandoned: once stored, a batch is taken.
+   * abandoned: once stored, a batch is taken. `attributes` describe a Bot
+   * API call's arguments on its span.
    */
-  retried<T>(kind: CallKind, call: (signal: AbortSignal) => Promise<T>, signal: AbortSignal) {
+  retried<T>(
+    kind: CallKind,
+    call: (signal: AbortSignal) => Promise<T>,
+    signal: AbortSignal,
+    attributes?: Record<string, number>,
+  ) {
     const polling = kind === "getUpdates";
     const journal = kind === "journal";
     const what = CALLS[kind];
     return withRetries(
       async () => {
-        if (polling) this.#polls++;
-        const result = await (journal ? call(signal) : this.watched(kind, call, signal));
+        if (polling) {
+          this.#polls++;
+          this.#telemetry?.polled();
+        }
+        const result =
+          await (journal ? call(signal) : this.watched(kind, call, signal, attributes));
         if (polling) this.#lastSuccessAt = clock().now();
         return result;
       },
@@ -89,7 +106,11 @@ export class Calls {
         ...(journal ? {} : { conflicts: this.#conflicts }),
         // A journal that rejects its own input will not change its mind.
         isFinal: (error) => journal && (error instanceof TypeError || error instanceof RangeError),
-        onFailure: () => void (polling && this.#failures++),
+        onFailure: (error) => {
+          if (!polling) return;
+          this.#failures++;
+          this.#telemetry?.pollFailed(error);
+        },
         onRetry: (error, pause) =>
           this.#settings.report(
             journal ? "journal" : "getUpdates",
@@ -108,8 +129,27 @@ export class Calls {
    * long poll for getUpdates) plus `stallGrace`; the call then rejects with
    * a `StalledCall` error, which the failure policy retries like a network
    * failure. It also stops waiting for a bot whose `init` ignores its signal.
+   * With telemetry, the call gets a span (`attributes` describe its arguments).
    */
-  async watched<T>(
+  watched<T>(
+    kind: CallKind,
+    call: (signal: AbortSignal) => Promise<T>,
+    signal: AbortSignal | undefined,
+    attributes?: Record<string, number>,
+  ): Promise<T> {
+    const telemetry = this.#telemetry;
+    if (telemetry === undefined) return this.#watched(kind, call, signal);
+    const method = kind === "getMe" ? "getMe" : "getUpdates";
+    return telemetry.call(
+      method,
+      kind,
+      attributes,
+      signal,
+      () => this.#watched(kind, call, signal),
+    );
+  }
+
+  async #watched<T>(
     kind: CallKind,
     call: (signal: AbortSignal) => Promise<T>,
     signal: AbortSignal | undefined,
@@ -127,7 +167,9 @@ export class Calls {
     try {
       return await abortable(call(combined), combined);
     } catch (error) {
-      throw stalled.signal.aborted && !signal?.aborted ? stalled.signal.reason : error;
+      if (!stalled.signal.aborted || signal?.aborted) throw error;
+      this.#telemetry?.stalled(kind);
+      throw stalled.signal.reason;
     } finally {
       stopTimer(timer);
     }

@@ -47,7 +47,7 @@ export interface RetryContext {
   /** Called before each pause with the failure and the pause in ms. */
   onRetry: (error: unknown, pause: number) => void;
   /** Called on every failure (for counters). */
-  onFailure?: () => void;
+  onFailure?: (error: unknown) => void;
   /** A copy of an error without the token, for the cause of a `PollingError`. */
   redact: (error: unknown) => Error;
   /** A one-line description without the token. */
@@ -77,7 +77,7 @@ export async function withRetries<T>(
       return await call();
     } catch (error) {
       if (signal.aborted || context.isFinal?.(error)) throw error;
-      context.onFailure?.();
+      context.onFailure?.(error);
       const now = clock().now();
       firstFailure ??= now;
       const code = errorCode(error);

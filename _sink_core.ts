@@ -9,6 +9,7 @@ import { Permits } from "./_permits.ts";
 import { describe, redactError } from "./_redact.ts";
 import { type Report, type Reporter, safeReport } from "./_report.ts";
 import { type Closable, registerSlot, type Slot, unregisterSlot } from "./_slots.ts";
+import { SinkTelemetry, type Telemetry, type UpdateTrack } from "./_telemetry.ts";
 import type { Outcome, SinkErrorHandler, SinkOptions, UpdateConsumer } from "./sink.ts";
 
 /** The checked options of a sink, defaults applied (see `settingsOf` in sink.ts). */
@@ -24,6 +25,8 @@ export interface SinkSettings<Y> {
   timeout: SinkOptions<Y>["timeout"] | undefined;
   onSettled: SinkOptions<Y>["onSettled"] | undefined;
   reporter: Reporter;
+  /** Where metrics and spans go; `undefined` when no provider records them. */
+  telemetry: Telemetry | undefined;
 }
 
 /** An update in the sink. It is also the slot `sequentialize()` finds through the update. */
@@ -35,6 +38,8 @@ class Task<Y> implements Slot {
   withdraw: (() => void) | undefined;
   /** Lets its `sequentialize()` chain go on after that wait. */
   resume: (() => void) | undefined;
+  /** Its span and times, when telemetry records. */
+  tracked: UpdateTrack | undefined;
 
   readonly core: SinkCore<Y>;
   readonly update: Y;
@@ -57,6 +62,10 @@ class Task<Y> implements Slot {
   adopt(resource: Closable): void {
     this.core.adopt(resource);
   }
+
+  keyed(keys: readonly string[]): void {
+    this.tracked?.keyed(keys);
+  }
 }
 
 /** What the sink reports, by the source of the report. */
@@ -77,18 +86,25 @@ export class SinkCore<Y> {
   readonly #settings: SinkSettings<Y>;
   readonly #permits: Permits;
   readonly #adopted = new Set<Closable>();
+  readonly #telemetry: SinkTelemetry | undefined;
 
   constructor(settings: SinkSettings<Y>) {
     this.#settings = settings;
     this.#permits = new Permits(settings.concurrency);
     this.backlog = new Backlog(this.#permits, settings.ahead, settings.maxPending);
+    if (settings.telemetry !== undefined) {
+      this.#telemetry = SinkTelemetry.create(settings.telemetry, () => this.backlog.stats());
+    }
   }
 
   /** Takes the updates: each starts at once if a permit is free, else waits for one. */
   add(updates: Y[]): void {
     const now = clock().now();
+    const telemetry = this.#telemetry;
+    if (telemetry !== undefined && updates.length > 0) telemetry.taken(updates.length);
     for (const update of updates) {
       const task = new Task(this, update, now);
+      if (telemetry !== undefined) task.tracked = telemetry.track(update);
       this.backlog.take(task);
       this.#permits.acquire(() => this.#start(task));
     }
@@ -100,6 +116,7 @@ export class SinkCore<Y> {
 
   /** Closes every resource middleware handed over, reporting failures. */
   async close(): Promise<void> {
+    this.#telemetry?.close();
     const resources = [...this.#adopted];
     this.#adopted.clear();
     const results = await Promise.allSettled(resources.map((resource) => resource.close()));
@@ -112,7 +129,7 @@ export class SinkCore<Y> {
   releaseForKey(task: Task<Y>): void {
     if (task.state !== "running") return;
     stopTimer(task.timer);
-    this.backlog.move(task, "waitingForKey");
+    this.#move(task, "waitingForKey");
     this.#permits.release();
     this.backlog.wake();
   }
@@ -122,7 +139,7 @@ export class SinkCore<Y> {
     if (task.state !== "waitingForKey") return Promise.resolve();
     const { promise, resolve } = Promise.withResolvers<void>();
     task.resume = resolve;
-    this.backlog.move(task, "waitingForSlot");
+    this.#move(task, "waitingForSlot");
     task.withdraw = this.#permits.acquire(() => {
       this.#run(task);
       resolve();
@@ -132,7 +149,7 @@ export class SinkCore<Y> {
 
   /** The task holds a permit now: it runs, and its time starts. */
   #run(task: Task<Y>): void {
-    this.backlog.move(task, "running");
+    this.#move(task, "running");
     const timeout = this.#settings.timeout;
     // startTimer() treats a time limit beyond what a timer counts as none.
     if (timeout !== undefined) {
@@ -145,8 +162,14 @@ export class SinkCore<Y> {
     registerSlot(task.update, task);
     this.#run(task);
     let promise: Promise<void>;
+    const { consumer } = this.#settings;
     try {
-      promise = Promise.resolve(this.#settings.consumer.consume(task.update));
+      const tracked = task.tracked;
+      promise = Promise.resolve(
+        tracked === undefined
+          ? consumer.consume(task.update)
+          : tracked.within(() => consumer.consume(task.update)),
+      );
     } catch (error) {
       promise = Promise.reject(error);
     }
@@ -160,6 +183,7 @@ export class SinkCore<Y> {
   async #fail(task: Task<Y>, error: unknown): Promise<void> {
     // The error handler's time belongs to the update, but it is not timed out.
     stopTimer(task.timer);
+    task.tracked?.failed(error);
     if (task.state === "timedOut") {
       this.#report("lateFailure", error);
     } else {
@@ -198,7 +222,7 @@ export class SinkCore<Y> {
   #finish(task: Task<Y>, outcome: Outcome): void {
     stopTimer(task.timer);
     const state = task.state;
-    this.backlog.move(task, outcome);
+    this.#move(task, outcome);
     unregisterSlot(task.update);
     if (state === "running") {
       this.#permits.release();
@@ -210,6 +234,12 @@ export class SinkCore<Y> {
       task.resume?.();
       this.#report("consumer");
     }
+  }
+
+  /** Every change of state passes here: the books, then what telemetry records of it. */
+  #move(task: Task<Y>, state: TaskState): void {
+    this.#telemetry?.moved(task, state);
+    this.backlog.move(task, state);
   }
 
   #notifySettled(update: Y, outcome: Outcome): void {

@@ -18,6 +18,8 @@ export interface Slot {
    * runner closes it at the end of `stop()`, after the sink drained.
    */
   adopt(resource: Closable): void;
+  /** Tells the sink the update's keys (its span shows them, hashed by default). */
+  keyed(keys: readonly string[]): void;
 }
 
 /** Something the runner closes when it stops. */

@@ -22,6 +22,7 @@ import { UpdateOffsets } from "./_offsets.ts";
 import type { RetrySettings } from "./_retry.ts";
 import { defaultReporter, type Report, type Reporter, safeReport } from "./_report.ts";
 import { redactError } from "./_redact.ts";
+import { type Telemetry, telemetryOf, type TelemetryOptions } from "./_telemetry.ts";
 import { isFunction, knownOptions, numberInRange, oneOf, optionalObject } from "./_validate.ts";
 import type { UpdateJournal } from "./journal.ts";
 import type { SupplierStats, UpdateSupplier } from "./source.ts";
@@ -149,6 +150,15 @@ export interface RunnerOptions<Y = { update_id: number }> {
    * prints one line per report on stderr.
    */
   reporter?: Reporter;
+  /**
+   * Where the OpenTelemetry metrics and spans of the Bot API calls go (see
+   * `TelemetryOptions`). Without it, the providers registered with
+   * `@opentelemetry/api` when the fetcher is created; with none, nothing is
+   * recorded.
+   *
+   * @default {{}}
+   */
+  telemetry?: TelemetryOptions;
 }
 
 /** An update supplier over getUpdates that learns which updates are done. */
@@ -284,12 +294,13 @@ class UpdateFetcher<Y extends { update_id: number }> {
     this.#settings = settingsOf(subject, options);
     this.#bot = bot;
     this.#tracking = tracking;
-    const { retry, stallGrace, fetch } = this.#settings;
+    const { retry, stallGrace, fetch, telemetry } = this.#settings;
     this.#calls = new Calls({
       retry,
       stallGrace,
       longPoll: fetch.timeout,
       token: bot.token,
+      telemetry,
       report: (source, message, error) => this.#report(source, message, error),
     });
     const { journal } = this.#settings;
@@ -345,6 +356,7 @@ class UpdateFetcher<Y extends { update_id: number }> {
         "getUpdates",
         (attempt) => this.#getUpdates(args, attempt),
         signal,
+        spanArguments(args),
       );
       this.#offsets.confirm(offset);
       const selected = this.#offsets.select(answer, offset);
@@ -410,10 +422,12 @@ class UpdateFetcher<Y extends { update_id: number }> {
     this.#offsets.send(offset);
     for (let attempt = 1; attempt <= CONFIRM_ATTEMPTS && !signal?.aborted; attempt++) {
       try {
+        const args = { offset, limit: 1, timeout: 0 };
         await this.#calls.watched(
           "confirm",
-          (attempt) => this.#bot.api.getUpdates({ offset, limit: 1, timeout: 0 }, attempt as never),
+          (attempt) => this.#bot.api.getUpdates(args, attempt as never),
           signal,
+          spanArguments(args),
         );
         this.#offsets.confirm(offset);
         return;
@@ -462,6 +476,15 @@ class UpdateFetcher<Y extends { update_id: number }> {
   }
 }
 
+/** A getUpdates call's arguments as the attributes of its span. */
+function spanArguments(args: { offset: number; limit: number; timeout: number }) {
+  return {
+    "grammy.getupdates.offset": args.offset,
+    "grammy.getupdates.limit": args.limit,
+    "grammy.getupdates.timeout": args.timeout,
+  };
+}
+
 /** The options of a fetcher, checked, with their defaults. */
 interface FetcherSettings<Y> {
   fetch: FetchOptions & { timeout: number };
@@ -471,6 +494,7 @@ interface FetcherSettings<Y> {
   silent: boolean;
   reporter: Reporter;
   journal: UpdateJournal<Y> | undefined;
+  telemetry: Telemetry | undefined;
 }
 
 /** Checks the options (throwing for bad ones) and fills in the defaults. */
@@ -486,6 +510,7 @@ function settingsOf<Y>(subject: string, options: RunnerOptions<Y>): FetcherSetti
     "journal",
     "silent",
     "reporter",
+    "telemetry",
   ]);
   const {
     fetch = {},
@@ -497,6 +522,7 @@ function settingsOf<Y>(subject: string, options: RunnerOptions<Y>): FetcherSetti
     silent = false,
     reporter = defaultReporter,
     journal,
+    telemetry,
   } = options;
   optionalObject(subject, "fetch", fetch);
   knownOptions(subject, fetch, ["timeout", "allowed_updates"], "fetch");
@@ -530,5 +556,6 @@ function settingsOf<Y>(subject: string, options: RunnerOptions<Y>): FetcherSetti
     silent,
     reporter,
     journal,
+    telemetry: telemetryOf(subject, telemetry),
   };
 }

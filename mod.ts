@@ -22,7 +22,7 @@ import { defaultReporter, type Report, type Reporter } from "./_report.ts";
 import { knownOptions, optionalObject } from "./_validate.ts";
 import { type BotAdapter, createUpdateSupplier, type RunnerOptions } from "./fetcher.ts";
 import { createRunner, type RunnerHandle } from "./runner.ts";
-import { createConcurrentSink, type SinkOptions } from "./sink.ts";
+import { createConcurrentSink, type SinkOptions, type TelemetryOptions } from "./sink.ts";
 import { createSource, type SourceOptions } from "./source.ts";
 
 // What most bots need
@@ -33,7 +33,7 @@ export { PollingError } from "./errors.ts";
 export type { PollingFailure } from "./errors.ts";
 export type { BotAdapter, ConfirmMode, FetchOptions, RunnerOptions } from "./fetcher.ts";
 export type { JournalState, UpdateJournal } from "./journal.ts";
-export type { Report, Reporter };
+export type { Report, Reporter, TelemetryOptions };
 
 // Building blocks
 export { createRunner } from "./runner.ts";
@@ -106,6 +106,15 @@ export interface RunOptions<Y> {
   sink?: SinkOptions<Y>;
   /** Stops the runner (like `handle.stop()`) when it aborts. */
   signal?: AbortSignal;
+  /**
+   * Where OpenTelemetry metrics and spans go, for the fetcher and the sink
+   * alike (the same as `runner.telemetry` and `sink.telemetry`). Without
+   * it, the providers registered with `@opentelemetry/api` when `run()` is
+   * called; with none, nothing is recorded.
+   *
+   * @default {{}}
+   */
+  telemetry?: TelemetryOptions;
 }
 
 /**
@@ -152,12 +161,18 @@ export function run<Y extends { update_id: number }, R>(
     );
   }
   optionalObject(subject, "options", options);
-  knownOptions(subject, options, ["source", "runner", "sink", "signal"]);
-  const { source: sourceOptions = {}, runner: runnerOptions = {}, sink: sinkOptions = {}, signal } =
-    options;
+  knownOptions(subject, options, ["source", "runner", "sink", "signal", "telemetry"]);
+  const {
+    source: sourceOptions = {},
+    runner: runnerOptions = {},
+    sink: sinkOptions = {},
+    signal,
+    telemetry,
+  } = options;
   optionalObject(subject, "source", sourceOptions);
   optionalObject(subject, "runner", runnerOptions);
   optionalObject(subject, "sink", sinkOptions);
+  optionalObject(subject, "telemetry", telemetry);
   checkSignal(subject, signal);
   const running = runners.get(bot);
   if (running?.isRunning()) {
@@ -167,7 +182,10 @@ export function run<Y extends { update_id: number }, R>(
   }
   const reporter = runnerOptions.reporter ?? defaultReporter;
 
-  const supplier = createUpdateSupplier(bot, runnerOptions);
+  const supplier = createUpdateSupplier(
+    bot,
+    telemetry === undefined ? runnerOptions : { ...runnerOptions, telemetry },
+  );
   const source = createSource(supplier, sourceOptions);
   const { onSettled, timeout } = sinkOptions;
   const sink = createConcurrentSink<Y, R>(
@@ -176,6 +194,7 @@ export function run<Y extends { update_id: number }, R>(
     {
       reporter,
       ...sinkOptions,
+      ...(telemetry === undefined ? {} : { telemetry }),
       ...(typeof timeout?.handler === "function"
         ? {
           timeout: {

@@ -105,6 +105,7 @@ export function sequentialize<C>(
   const chains = new KeyedChains();
   return async function sequentialized(ctx, next) {
     const keys = keysOf(constraint(ctx), "sequentialize() key function");
+    if (keys.length > 0) slotOf(ctx)?.keyed(keys);
     await chains.run(keys, next, (earlier) => waitForTurn(ctx, earlier));
   };
 }

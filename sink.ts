@@ -22,6 +22,7 @@
 import { BATCH } from "./_backlog.ts";
 import { defaultReporter, type Report, type Reporter } from "./_report.ts";
 import { SinkCore, type SinkSettings } from "./_sink_core.ts";
+import { telemetryOf, type TelemetryOptions } from "./_telemetry.ts";
 import {
   isFunction,
   knownOptions,
@@ -30,7 +31,7 @@ import {
   positiveInteger,
 } from "./_validate.ts";
 
-export type { Report, Reporter };
+export type { Report, Reporter, TelemetryOptions };
 
 /** Processes one update; the promise settles when its processing is over. */
 export interface UpdateConsumer<Y> {
@@ -129,6 +130,15 @@ export interface SinkOptions<Y> {
    * @default {defaultReporter} (one line on stderr)
    */
   reporter?: Reporter;
+  /**
+   * Where the sink's OpenTelemetry metrics and update spans go (see
+   * `TelemetryOptions`). Without it, the providers registered with
+   * `@opentelemetry/api` when the sink is created; with none, nothing is
+   * recorded.
+   *
+   * @default {{}}
+   */
+  telemetry?: TelemetryOptions;
 }
 
 /** The error handler of a sink; the update is passed as second argument. */
@@ -278,13 +288,21 @@ function settingsOf<Y>(
   isFunction(SUBJECT, "consumer.consume", consumer.consume);
   isFunction(SUBJECT, "errorHandler", errorHandler);
   optionalObject(SUBJECT, "options", options);
-  knownOptions(SUBJECT, options, ["concurrency", "maxPending", "timeout", "onSettled", "reporter"]);
+  knownOptions(SUBJECT, options, [
+    "concurrency",
+    "maxPending",
+    "timeout",
+    "onSettled",
+    "reporter",
+    "telemetry",
+  ]);
   const {
     concurrency = 500,
     maxPending = Math.max(10_000, concurrency),
     timeout,
     onSettled,
     reporter = defaultReporter,
+    telemetry,
   } = options;
   const concurrent = kind === "concurrent";
   if (concurrent) {
@@ -305,6 +323,7 @@ function settingsOf<Y>(
   if (onSettled !== undefined) isFunction(SUBJECT, "onSettled", onSettled);
   isFunction(SUBJECT, "reporter", reporter);
   return {
+    telemetry: telemetryOf(SUBJECT, telemetry),
     consumer,
     errorHandler: errorHandler as SinkErrorHandler<unknown, Y>,
     concurrency: concurrent ? concurrency : kind === "sequential" ? 1 : Infinity,

@@ -111,13 +111,31 @@ export function rateOf(report: ChildReport): number {
 }
 
 /**
+ * The percentiles of the cold chats' latency that `hotAndCold` records (the
+ * chart draws them as a distribution), by metric key.
+ */
+export const COLD_PERCENTILES: ReadonlyArray<{ key: string; fraction: number; label: string }> = [
+  { key: "coldP1Ms", fraction: 0.01, label: "p1" },
+  { key: "coldP10Ms", fraction: 0.1, label: "p10" },
+  { key: "coldP25Ms", fraction: 0.25, label: "p25" },
+  { key: "coldP50Ms", fraction: 0.5, label: "p50" },
+  { key: "coldP75Ms", fraction: 0.75, label: "p75" },
+  { key: "coldP90Ms", fraction: 0.9, label: "p90" },
+  { key: "coldP95Ms", fraction: 0.95, label: "p95" },
+  { key: "coldP99Ms", fraction: 0.99, label: "p99" },
+  { key: "coldP999Ms", fraction: 0.999, label: "p99.9" },
+  { key: "coldMaxMs", fraction: 1, label: "max" },
+];
+
+/**
  * Latency of the cold chats, and how long the hot chat took against its
  * serial minimum (its update count × its handler time).
  *
  * @param data The trial's raw data
  * @param hotChat The hot chat's id
  * @param hotMs The hot chat's handler time
- * @returns coldP50Ms, coldP99Ms, hotCount, hotDoneMs, hotSerialMs, hotVsSerial
+ * @returns the cold chats' percentiles (`COLD_PERCENTILES`: coldP1Ms … coldMaxMs),
+ *   hotCount, hotDoneMs, hotSerialMs, hotVsSerial
  */
 export function hotAndCold(
   { report, chats, enqueuedAt }: TrialData,
@@ -146,8 +164,9 @@ export function hotAndCold(
   const hotDoneMs = hotHandled === hotCount ? hotLastEnd - hotFirstEnqueued : NaN;
   const hotSerialMs = hotCount * hotMs;
   return {
-    coldP50Ms: percentile(cold, 0.5),
-    coldP99Ms: percentile(cold, 0.99),
+    ...Object.fromEntries(
+      COLD_PERCENTILES.map(({ key, fraction }) => [key, percentile(cold, fraction)]),
+    ),
     hotCount,
     hotDoneMs,
     hotSerialMs,

@@ -53,6 +53,17 @@ export const SUBJECTS = {
     load: async () => (await import("./subjects/grammyx.ts")).grammyxJournal(),
     variantOf: "grammyx",
   },
+  "grammyx-otel": {
+    summary:
+      "grammyx with OpenTelemetry's SDK recording every metric and span (in-memory exporters)",
+    load: async () => (await import("./subjects/grammyx.ts")).grammyxOtel(true),
+    variantOf: "grammyx",
+  },
+  "grammyx-otel-metrics": {
+    summary: "grammyx with OpenTelemetry's SDK recording every metric, no spans",
+    load: async () => (await import("./subjects/grammyx.ts")).grammyxOtel(false),
+    variantOf: "grammyx",
+  },
   "grammyx-distribute": {
     summary: "grammyx with distribute(count 2) over worker threads (cpu scenario only)",
     load: () =>

@@ -1,8 +1,11 @@
 /**
  * `deno task bench`: runs every (scenario, subject) pair in its own bot
  * process against a fake Bot API that lives in this process, prints one
- * table per scenario (medians, ratios to the rival and to the limit, targets)
- * and writes everything to `bench/results/latest.json`. See `--help`. The cpu
+ * table per scenario (medians, ratios to the rival and to the limit, targets),
+ * writes everything to `bench/results/latest.json` and draws the results as
+ * an SVG chart (`chart.ts`): `bench/chart.svg`, the one the README shows,
+ * after a full run (no `--quick`, `--only` or `--subjects`), else
+ * `bench/results/chart.svg`. See `--help`. The cpu
  * scenario's trials come from `_cpu.ts`, the crash scenario's from `_crash.ts`.
  *
  * ```sh
@@ -15,13 +18,17 @@
  */
 
 import { type Flags, helpText, parseFlags } from "./_cli.ts";
+import { renderChart } from "./chart.ts";
 import { renderScenario, type Row } from "./_table.ts";
 import { median, medianOf } from "./_stats.ts";
 import { runTrial, type TrialResult } from "./_trial.ts";
-import type { Scenario } from "./scenarios.ts";
+import { type Scenario, SCENARIOS } from "./scenarios.ts";
 import { runsIn, type SubjectName } from "./_subjects.ts";
 
 const RESULTS = new URL("results/latest.json", import.meta.url);
+/** The chart the README shows, drawn by a full run; a partial or `--quick` run draws its own in `results/`. */
+const CHART = new URL("chart.svg", import.meta.url);
+const PARTIAL_CHART = new URL("results/chart.svg", import.meta.url);
 
 /** What the JSON file holds for a scenario. */
 interface ScenarioResult {
@@ -170,11 +177,30 @@ async function main(): Promise<void> {
   const totalMs = Date.now() - startedAt.getTime();
   machine.loadAverageAtEnd = Deno.loadavg();
   await writeResults({ startedAt, flags, machine, results, finished: true });
+  const full = !flags.quick && flags.subjects === undefined &&
+    flags.scenarios.length === SCENARIOS.length;
+  const chart = full ? CHART : PARTIAL_CHART;
+  await Deno.writeTextFile(
+    chart,
+    renderChart(results, {
+      startedAt: startedAt.toISOString(),
+      command: ["deno task bench", ...Deno.args].join(" "),
+      deno: Deno.version.deno,
+      cores: navigator.hardwareConcurrency,
+      runs: flags.runs,
+      quick: flags.quick,
+      load: [
+        (machine.loadAverageAtStart as number[])[0]!,
+        (machine.loadAverageAtEnd as number[])[0]!,
+      ],
+    }),
+  );
   const load = (values: unknown) => (values as number[]).map((value) => value.toFixed(1)).join(" ");
   console.log(
     `\nTotal ${(totalMs / 1000).toFixed(1)} s. Load average (1/5/15 min) at start ` +
       `${load(machine.loadAverageAtStart)}, at end ${load(machine.loadAverageAtEnd)} ` +
-      `on ${machine.cores} cores. Full results: bench/results/latest.json`,
+      `on ${machine.cores} cores. Full results: bench/results/latest.json; chart: ` +
+      `bench/${full ? "" : "results/"}chart.svg`,
   );
 }
 

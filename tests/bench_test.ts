@@ -5,6 +5,8 @@ import { runScript } from "./_helpers.ts";
 import { CPU_USAGE, helpText, parseCpuFlags, parseFlags } from "../bench/_cli.ts";
 import { renderScenario, type Row } from "../bench/_table.ts";
 import { SCENARIOS } from "../bench/scenarios.ts";
+import { renderChart } from "../bench/chart.ts";
+import { COLD_PERCENTILES } from "../bench/_scenario.ts";
 
 function errorOf(parse: () => unknown): Error {
   try {
@@ -90,4 +92,47 @@ Deno.test("a --quick table labels its figures indicative and gives no verdict", 
     assert.doesNotMatch(line, /\b(MET|MISS)\b/);
     assert.match(line, /indicative; the target, ≥ .*, is checked only without --quick/);
   }
+});
+
+Deno.test("the bench chart draws the cold chats' percentiles and each scenario's rates, and says what is missing", () => {
+  const percentiles = Object.fromEntries(
+    COLD_PERCENTILES.map(({ key }, index) => [key, 10 * (index + 1)]),
+  );
+  const run = {
+    startedAt: "2026-12-03T08:00:00.000Z",
+    command: "deno task bench",
+    deno: "2.9.6",
+    cores: 2,
+    runs: 3,
+    quick: false,
+  };
+  const svg = renderChart([
+    {
+      name: "hotkey",
+      rows: [
+        { subject: "grammyx", metrics: { ...percentiles, coldP99Ms: 104 } },
+        { subject: "rival", metrics: { ...percentiles, coldP99Ms: 18_000 } },
+      ],
+    },
+    {
+      name: "noop",
+      rows: [
+        { subject: "grammyx", metrics: { rate: 75_472 } },
+        { subject: "rival", metrics: { rate: 85_543 } },
+        { subject: "limit", metrics: { rate: NaN } },
+      ],
+    },
+  ], run);
+  assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg" width="920" height="\d+"/);
+  assert.equal(svg.match(/<polyline /g)?.length, 2, "one line per subject with percentiles");
+  assert.equal(svg.match(/<circle /g)?.length, 2 * COLD_PERCENTILES.length);
+  assert.ok(svg.includes(">p99 104 ms<") && svg.includes(">p99 18 s<"));
+  assert.ok(svg.includes(">75 500/s<") && svg.includes(">85 500/s<"));
+  assert.ok(!svg.includes("NaN"), "a missing figure draws no bar");
+  assert.ok(svg.includes("(the io scenario was not run)"));
+  assert.ok(svg.includes("@grammyjs/runner 2.0.3") && !svg.includes("<script"));
+  assert.ok(svg.trimEnd().endsWith("</svg>"));
+  const quick = renderChart([], { ...run, quick: true });
+  assert.ok(quick.includes("--quick: indicative figures"));
+  assert.ok(quick.includes("(the hotkey scenario was not run)"));
 });
