@@ -10,10 +10,10 @@ import { defaultReporter, safeReport } from "./_report.ts";
 import { byId, checkIds, checkUpdates } from "./_journal_checks.ts";
 import {
   applyMutation,
+  checkedPrefix,
   checkedSetRoom,
   deleteMutation,
   formatKey,
-  isKeyPart,
   isUpdateWithId,
   joinParts,
   type Mutation,
@@ -51,19 +51,9 @@ export class KvJournal<Y extends { update_id: number }> implements UpdateJournal
     optionalObject(subject, "options", options);
     knownOptions(subject, options, ["prefix", "reporter"]);
     const { prefix = ["grammyx-runner"], reporter = defaultReporter } = options;
-    if (!Array.isArray(prefix) || !prefix.every(isKeyPart)) {
-      throw new TypeError(
-        `${subject} as 'prefix' must be an array of KV key parts: current value is ${show(prefix)}`,
-      );
-    }
-    if (prefix.length === 0) {
-      throw new RangeError(
-        `${subject} as 'prefix' must hold at least one key part: current value is []`,
-      );
-    }
     isFunction(subject, "reporter", reporter);
     this.#kv = kv;
-    this.#prefix = [...prefix];
+    this.#prefix = checkedPrefix(subject, prefix);
     this.#reporter = reporter;
   }
 

@@ -198,6 +198,24 @@ export function isKeyPart(part: unknown): boolean {
     part instanceof Uint8Array;
 }
 
+/**
+ * Checks a `prefix` option: a non-empty array of KV key parts. Returns a copy,
+ * so that a caller changing its array later cannot move the entries.
+ */
+export function checkedPrefix(subject: string, prefix: unknown): Deno.KvKeyPart[] {
+  if (!Array.isArray(prefix) || !prefix.every(isKeyPart)) {
+    throw new TypeError(
+      `${subject} as 'prefix' must be an array of KV key parts: current value is ${show(prefix)}`,
+    );
+  }
+  if (prefix.length === 0) {
+    throw new RangeError(
+      `${subject} as 'prefix' must hold at least one key part: current value is []`,
+    );
+  }
+  return [...prefix];
+}
+
 /** A KV key for a message: `["bot", "update", 7]`. */
 export function formatKey(key: Deno.KvKey): string {
   return `[${key.map(show).join(", ")}]`;

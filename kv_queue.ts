@@ -22,7 +22,7 @@
 import type { Update } from "./_deps.ts";
 import { delay } from "./_async.ts";
 import { keyOf } from "./_keys.ts";
-import { isKeyPart, LIMITS, valueBytes } from "./_kv_parts.ts";
+import { checkedPrefix, LIMITS, valueBytes } from "./_kv_parts.ts";
 import { isFunction, knownOptions, optionalObject, show } from "./_validate.ts";
 import {
   type Lease,
@@ -265,18 +265,8 @@ function checkedQueueOptions<Y>(
   options: { [K in keyof KvQueueOptions<Y>]?: KvQueueOptions<Y>[K] | undefined },
 ): QueueSettings<Y> {
   const { prefix = ["grammyx-queue"], key = defaultKey } = options;
-  if (!Array.isArray(prefix) || !prefix.every(isKeyPart)) {
-    throw new TypeError(
-      `${subject} as 'prefix' must be an array of KV key parts: current value is ${show(prefix)}`,
-    );
-  }
-  if (prefix.length === 0) {
-    throw new RangeError(
-      `${subject} as 'prefix' must hold at least one key part: current value is []`,
-    );
-  }
   isFunction(subject, "key", key);
-  return { prefix: [...prefix], key: key as (update: Y) => unknown };
+  return { prefix: checkedPrefix(subject, prefix), key: key as (update: Y) => unknown };
 }
 
 /** The chat id of an update, else its sender's id, as grammY's `ctx.chat` and `ctx.from` find them. */
