@@ -299,17 +299,15 @@ export interface PushCommandOptions {
 
 /**
  * An update for {@linkcode FakeBotApi.push}: a grammY `Update`, with or
- * without `update_id`. (Tagged so that `deno doc --lint` accepts a type of
- * another package in a public signature.)
+ * without `update_id` (the fake numbers it then).
  *
  * @internal
  */
 type UpdateToPush = Omit<Update, "update_id"> | Update;
 
 /**
- * What the Bot API's `getWebhookInfo` answers: grammY's `WebhookInfo`.
- * (Tagged so that `deno doc --lint` accepts a type of another package in a
- * public signature.)
+ * What the Bot API's `getWebhookInfo` answers: grammY's `WebhookInfo` (the
+ * URL, the pending update count, the last error).
  *
  * @internal
  */

@@ -40,8 +40,8 @@ interface MainThread {
 }
 
 /**
- * grammY's `Bot`, `Context` and `Api` under local names. (Tagged so that
- * `deno doc --lint` accepts types of another package in a public signature.)
+ * grammY's `Bot`, `Context` and `Api` under local names: `BotWorker` is a
+ * grammY `Bot` and takes the same type parameters.
  *
  * @internal
  */
