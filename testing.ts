@@ -299,7 +299,7 @@ export interface PushCommandOptions {
 
 /**
  * An update for {@linkcode FakeBotApi.push}: a grammY `Update`, with or
- * without `update_id` (the fake numbers it then).
+ * without `update_id` (the fake gives each update the next id anyway).
  *
  * @internal
  */
