@@ -463,6 +463,13 @@ export interface RunFromOptions<Y> {
   /** Called once per update when it is handled, failed or timed out. */
   onSettled?: SinkOptions<Y>["onSettled"];
   /**
+   * OpenTelemetry providers and settings for the worker's metrics and spans,
+   * as for `run()` (see "Operating it" in the README).
+   *
+   * @default {undefined} (the providers registered with `@opentelemetry/api`)
+   */
+  telemetry?: SinkOptions<Y>["telemetry"];
+  /**
    * Receives what the worker could not hand to the bot: storage failures
    * (retried), dead letters, error handlers that threw.
    *
@@ -533,6 +540,7 @@ export function runFrom<Y extends { update_id: number }, R>(
     "pollMilliseconds",
     "maxAttempts",
     "onSettled",
+    "telemetry",
     "reporter",
     "signal",
   ]);
@@ -543,6 +551,7 @@ export function runFrom<Y extends { update_id: number }, R>(
     pollMilliseconds = 1_000,
     maxAttempts = 3,
     onSettled,
+    telemetry,
     reporter = defaultReporter,
     signal,
   } = options;
@@ -574,6 +583,7 @@ export function runFrom<Y extends { update_id: number }, R>(
     {
       concurrency,
       reporter,
+      ...(telemetry === undefined ? {} : { telemetry }),
       ...(timeout !== undefined && typeof timeout === "object" && timeout !== null &&
           typeof timeout.handler === "function"
         ? {

@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import type { Context } from "grammy";
 import { createConcurrentSink, run, sequentialize, type TelemetryOptions } from "../mod.ts";
 import { FakeBotApi } from "../testing.ts";
+import { runFromKv, webhookToKv } from "../kv_queue.ts";
+import { message, webhookRequest } from "./_kv_queue.ts";
 import { diag, DiagLogLevel, metrics, SpanKind, SpanStatusCode, trace } from "../_otel.ts";
 import { hashOf, METRICS } from "../_telemetry.ts";
 import { botFor } from "./_bot.ts";
@@ -509,4 +511,35 @@ Deno.test("getUpdates failures are counted by kind: 409 and malformed answers to
     Object.values(kinds).reduce((sum, count) => sum + count, 0),
     stats.getUpdatesFailures,
   );
+});
+
+Deno.test("runFromKv records with the telemetry providers it is given, like run()", async () => {
+  await using kit = new TelemetryKit();
+  await using api = await FakeBotApi.start();
+  using kv = await Deno.openKv(":memory:");
+  const bot = botFor(api);
+  bot.on("message", (ctx) => {
+    if (ctx.update.update_id % 4 === 0) throw new Error("boom");
+  });
+  bot.catch(() => {});
+  const worker = runFromKv(bot, kv, { pollMilliseconds: 10, telemetry: kit.options });
+  const ingress = webhookToKv(kv);
+  for (let id = 1; id <= 12; id++) {
+    const response = await ingress(webhookRequest(JSON.stringify(message(id, 100 + (id % 3)))));
+    assert.equal(response.status, 200);
+  }
+  await until(() => worker.stats().handled + worker.stats().failed === 12, 10_000, "12 outcomes");
+  const recorded = await kit.metrics();
+  await worker.stop();
+  assert.deepEqual([worker.stats().handled, worker.stats().failed], [9, 3]);
+  assert.equal(total(recorded, METRICS.handled), 9);
+  assert.equal(total(recorded, METRICS.failed), 3);
+  const spans = kit.spans().filter((span) => span.name === "handle message");
+  assert.equal(spans.length, 12, "a span per update");
+});
+
+Deno.test("runFromKv rejects a telemetry option that is not an object, naming it", async () => {
+  using kv = await Deno.openKv(":memory:");
+  await using api = await FakeBotApi.start();
+  assert.throws(() => runFromKv(botFor(api), kv, { telemetry: 5 as never }), /'telemetry'/);
 });
