@@ -34,6 +34,11 @@ export type { PollingFailure } from "./errors.ts";
 export type { BotAdapter, ConfirmMode, FetchOptions, RunnerOptions } from "./fetcher.ts";
 export type { JournalState, UpdateJournal } from "./journal.ts";
 export type { Report, Reporter, TelemetryOptions };
+export type {
+  TelemetryAttributes,
+  TelemetryMeterProvider,
+  TelemetryTracerProvider,
+} from "./telemetry.ts";
 
 // Building blocks
 export { createRunner } from "./runner.ts";
