@@ -4,7 +4,7 @@
 // update to settle, or for the sink to be idle. Not exported by mod.ts.
 
 import type { Permits } from "./_permits.ts";
-import type { Outcome, SinkStats } from "./sink.ts";
+import type { Outcome, SinkStats } from "./_sink_contract.ts";
 
 /** Where an update is: the words of `SinkStats`, an outcome once it has one. */
 export type TaskState = "waitingForSlot" | "running" | "waitingForKey" | Outcome;

@@ -5,7 +5,7 @@
 
 import { settlesBefore } from "./_async.ts";
 import { startTimer, stopTimer, type TimerId } from "./_clock.ts";
-import type { UpdateJournal } from "./journal.ts";
+import type { UpdateJournal } from "./_journal_contract.ts";
 
 /** How the writer reports failures (already redacted by the caller). */
 export type JournalReport = (message: string, error: unknown) => void;

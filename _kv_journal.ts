@@ -5,9 +5,14 @@
  * @module
  */
 
-import type { JournalOptions, JournalReport, JournalState, UpdateJournal } from "./journal.ts";
+import {
+  byId,
+  checkIds,
+  checkUpdates,
+  type JournalState,
+  type UpdateJournal,
+} from "./_journal_contract.ts";
 import { defaultReporter, safeReport } from "./_report.ts";
-import { byId, checkIds, checkUpdates } from "./_journal_checks.ts";
 import {
   applyMutation,
   checkedPrefix,
@@ -23,6 +28,35 @@ import {
   storeMutations,
 } from "./_kv_parts.ts";
 import { isFunction, knownOptions, optionalObject, show } from "./_validate.ts";
+
+/** Something a journal dealt with itself and wants a human to know. */
+export interface JournalReport {
+  /** Where it happened. */
+  source: "journal";
+  /** One line, sentence case. */
+  message: string;
+  /** The original error, if any. */
+  error?: unknown;
+}
+
+/** Options of `kvJournal`. */
+export interface JournalOptions {
+  /**
+   * The key under which the journal keeps its entries: `[...prefix, "update",
+   * id]` for each unfinished update, `[...prefix, "last"]` for the highest id
+   * stored, `[...prefix, "corrupt", ...]` for entries it moved aside. Give each
+   * bot that shares a database its own prefix.
+   *
+   * @default {["grammyx-runner"]}
+   */
+  prefix?: Deno.KvKey;
+  /**
+   * Receives what the journal dealt with itself: corrupt or foreign entries
+   * it moved aside instead of running them. Replaces the default reporter,
+   * which prints one line per report on stderr.
+   */
+  reporter?: (report: JournalReport) => void;
+}
 
 /** What a scan of the update entries found, in id order. */
 interface Found<Y> {

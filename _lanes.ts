@@ -36,7 +36,13 @@ import { KeyedChains } from "./_chain.ts";
 import { clock, startTimer, stopTimer, type TimerId } from "./_clock.ts";
 import { describe, redactError } from "./_redact.ts";
 import { type Reporter, safeReport } from "./_report.ts";
-import type { Lease, QueuedUpdate, QueueEngine, QueueOutcome, QueueRecord } from "./queue.ts";
+import type {
+  Lease,
+  QueuedUpdate,
+  QueueEngine,
+  QueueOutcome,
+  QueueRecord,
+} from "./_queue_contract.ts";
 import type { SupplierStats, UpdateSupplier } from "./source.ts";
 
 /** What the supplier needs, checked and with defaults applied by `runFrom()`. */

@@ -9,7 +9,7 @@ import { type Reporter, safeReport } from "./_report.ts";
 import { type RedisClient, RedisScripts, type RedisSubscriber } from "./_redis_scripts.ts";
 import { show } from "./_validate.ts";
 import type { Constraint } from "./sequentialize.ts";
-import type { Lease, QueuedUpdate, QueueEngine, QueueRecord } from "./queue.ts";
+import type { Lease, QueuedUpdate, QueueEngine, QueueRecord } from "./_queue_contract.ts";
 
 /** The checked options of `redisQueue()`. */
 export interface Settings<C> {

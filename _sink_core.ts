@@ -10,7 +10,7 @@ import { describe, redactError } from "./_redact.ts";
 import { type Report, type Reporter, safeReport } from "./_report.ts";
 import { type Closable, registerSlot, type Slot, unregisterSlot } from "./_slots.ts";
 import { SinkTelemetry, type Telemetry, type UpdateTrack } from "./_telemetry.ts";
-import type { Outcome, SinkErrorHandler, SinkOptions, UpdateConsumer } from "./sink.ts";
+import type { Outcome, SinkErrorHandler, UpdateConsumer } from "./_sink_contract.ts";
 
 /** The checked options of a sink, defaults applied (see `settingsOf` in sink.ts). */
 export interface SinkSettings<Y> {
@@ -22,8 +22,10 @@ export interface SinkSettings<Y> {
   maxPending: number;
   /** Updates that may wait for a permit (the read-ahead). */
   ahead: number;
-  timeout: SinkOptions<Y>["timeout"] | undefined;
-  onSettled: SinkOptions<Y>["onSettled"] | undefined;
+  /** `SinkOptions.timeout`. */
+  timeout: { milliseconds: number; handler: (update: Y, task: Promise<void>) => void } | undefined;
+  /** `SinkOptions.onSettled`. */
+  onSettled: ((update: Y, outcome: Outcome) => void) | undefined;
   reporter: Reporter;
   /** Where metrics and spans go; `undefined` when no provider records them. */
   telemetry: Telemetry | undefined;

@@ -31,7 +31,7 @@ import type { TaskState } from "./_backlog.ts";
 import { clock } from "./_clock.ts";
 import { describe } from "./_redact.ts";
 import { knownOptions, oneOf, optionalObject, show } from "./_validate.ts";
-import type { Outcome, SinkStats } from "./sink.ts";
+import type { Outcome, SinkStats } from "./_sink_contract.ts";
 
 /**
  * Where the runner's metrics and spans go. By default, to the providers the

@@ -25,40 +25,16 @@
  */
 
 import type { Update } from "./_deps.ts";
-import { byId, checkIds, checkUpdates } from "./_journal_checks.ts";
-import { KvJournal } from "./_kv_journal.ts";
+import {
+  byId,
+  checkIds,
+  checkUpdates,
+  type JournalState,
+  type UpdateJournal,
+} from "./_journal_contract.ts";
+import { type JournalOptions, type JournalReport, KvJournal } from "./_kv_journal.ts";
 
-/**
- * What a journal kept from the previous run.
- *
- * @typeParam Y The type of the updates the journal holds (grammY's `Update` for `run()`)
- */
-export interface JournalState<Y> {
-  /** Updates stored and not finished, in `update_id` order: they run first. */
-  unfinished: Y[];
-  /** The highest update id ever stored (even if finished and removed), if any. */
-  lastId: number | undefined;
-}
-
-/**
- * A durable inbox: fetched updates are stored before the getUpdates call
- * that confirms them is sent, and removed once finished, so a crash loses
- * nothing. `memoryJournal` and `kvJournal` implement it; any storage can.
- * The runner calls one method at a time per kind of call, and retries a
- * failed `store` (a batch is taken only once it is stored) and `finish`.
- *
- * @typeParam Y The type of the updates it holds: objects with a numeric `update_id` (grammY's `Update` for `run()`)
- */
-export interface UpdateJournal<Y> {
-  /** Loads what the previous run left. Called once, before the first fetch. */
-  open(): Promise<JournalState<Y>>;
-  /** Stores a batch durably; it is confirmed to Telegram only after this resolves. */
-  store(updates: Y[]): Promise<void>;
-  /** Records that these updates finished (handled, failed or timed out). */
-  finish(updateIds: number[]): Promise<void>;
-  /** Drops what is no longer needed. Called at the end of every `stop()`. */
-  compact(): Promise<void>;
-}
+export type { JournalOptions, JournalReport, JournalState, UpdateJournal };
 
 /**
  * A Telegram update, as grammY's `Update` type (`grammy/types`) describes it:
@@ -67,35 +43,6 @@ export interface UpdateJournal<Y> {
  * @internal
  */
 type TelegramUpdate = Update;
-
-/** Something a journal dealt with itself and wants a human to know. */
-export interface JournalReport {
-  /** Where it happened. */
-  source: "journal";
-  /** One line, sentence case. */
-  message: string;
-  /** The original error, if any. */
-  error?: unknown;
-}
-
-/** Options of `kvJournal`. */
-export interface JournalOptions {
-  /**
-   * The key under which the journal keeps its entries: `[...prefix, "update",
-   * id]` for each unfinished update, `[...prefix, "last"]` for the highest id
-   * stored, `[...prefix, "corrupt", ...]` for entries it moved aside. Give each
-   * bot that shares a database its own prefix.
-   *
-   * @default {["grammyx-runner"]}
-   */
-  prefix?: Deno.KvKey;
-  /**
-   * Receives what the journal dealt with itself: corrupt or foreign entries
-   * it moved aside instead of running them. Replaces the default reporter,
-   * which prints one line per report on stderr.
-   */
-  reporter?: (report: JournalReport) => void;
-}
 
 /**
  * Creates a journal that lives in memory: it survives `stop()` and a new
