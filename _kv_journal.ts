@@ -5,13 +5,8 @@
  * @module
  */
 
-import {
-  byId,
-  checkIds,
-  checkUpdates,
-  type JournalState,
-  type UpdateJournal,
-} from "./_journal_contract.ts";
+import { byId, checkIds, checkUpdates } from "./_journal_contract.ts";
+import type { JournalState, UpdateJournal } from "./_journal_contract.ts";
 import { defaultReporter, safeReport } from "./_report.ts";
 import {
   applyMutation,

@@ -25,13 +25,8 @@
  */
 
 import type { Update } from "./_deps.ts";
-import {
-  byId,
-  checkIds,
-  checkUpdates,
-  type JournalState,
-  type UpdateJournal,
-} from "./_journal_contract.ts";
+import { byId, checkIds, checkUpdates } from "./_journal_contract.ts";
+import type { JournalState, UpdateJournal } from "./_journal_contract.ts";
 import { type JournalOptions, type JournalReport, KvJournal } from "./_kv_journal.ts";
 
 export type { JournalOptions, JournalReport, JournalState, UpdateJournal };

@@ -23,13 +23,7 @@
 import { botErrorHandler, checkSignal, doneWhenEnded, stopOnAbort } from "./_compose.ts";
 import { MAX_DELAY } from "./_clock.ts";
 import { LaneSupplier } from "./_lanes.ts";
-import type {
-  Lease,
-  QueuedUpdate,
-  QueueEngine,
-  QueueOutcome,
-  QueueRecord,
-} from "./_queue_contract.ts";
+import type { QueueEngine } from "./_queue_contract.ts";
 import { describe, redactError } from "./_redact.ts";
 import { defaultReporter, type Reporter, safeReport } from "./_report.ts";
 import {
@@ -45,7 +39,8 @@ import { createRunner, type RunnerHandle } from "./runner.ts";
 import { createConcurrentSink, type SinkOptions } from "./sink.ts";
 import { createSource } from "./source.ts";
 
-export type { Lease, QueuedUpdate, QueueEngine, QueueOutcome, QueueRecord };
+export type { QueueEngine };
+export type { Lease, QueuedUpdate, QueueOutcome, QueueRecord } from "./_queue_contract.ts";
 
 /**
  * Thrown by an engine's `store` for an update it cannot hold (too large for

@@ -339,9 +339,34 @@ interface HeldPoll {
   limit: number;
   answer(answer: Answer): void;
 }
+/** Settles a wait: resolves it without an error, rejects it with one. */
+type Settle = (error?: unknown) => void;
 interface Waiter {
   offset: number;
-  settle(error?: unknown): void;
+  settle: Settle;
+}
+
+/**
+ * A wait that `enlist` puts where it will be settled, and that `signal`
+ * rejects with its reason. Settling it calls what `enlist` returned (which
+ * takes it off again) and forgets the signal.
+ */
+function waitUntilSettled(
+  signal: AbortSignal | undefined,
+  enlist: (settle: Settle) => () => void,
+): Promise<void> {
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  const onAbort = () => settle(signal?.reason);
+  let delist = () => {};
+  const settle: Settle = (error) => {
+    delist();
+    signal?.removeEventListener("abort", onAbort);
+    if (error === undefined) resolve();
+    else reject(error);
+  };
+  delist = enlist(settle);
+  signal?.addEventListener("abort", onAbort);
+  return promise;
 }
 
 const CONFLICT = "Conflict: terminated by other getUpdates request; " +
@@ -442,7 +467,7 @@ export class FakeBotApi implements AsyncDisposable {
     maxInFlight: 0,
   };
   #lastWebhookError: { date: number; message: string } | undefined;
-  #acknowledgedWaiters = new Set<(error?: unknown) => void>();
+  #acknowledgedWaiters = new Set<Settle>();
 
   /**
    * Starts a fake Bot API server on 127.0.0.1, on a free port.
@@ -745,20 +770,11 @@ export class FakeBotApi implements AsyncDisposable {
     if (this.#offset >= offset) return Promise.resolve();
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#closed) return Promise.reject(closedBefore(offset));
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    const onAbort = () => waiter.settle(signal?.reason);
-    const waiter: Waiter = {
-      offset,
-      settle: (error) => {
-        this.#waiters.delete(waiter);
-        signal?.removeEventListener("abort", onAbort);
-        if (error === undefined) resolve();
-        else reject(error);
-      },
-    };
-    this.#waiters.add(waiter);
-    signal?.addEventListener("abort", onAbort);
-    return promise;
+    return waitUntilSettled(signal, (settle) => {
+      const waiter: Waiter = { offset, settle };
+      this.#waiters.add(waiter);
+      return () => this.#waiters.delete(waiter);
+    });
   }
 
   /**
@@ -957,17 +973,10 @@ export class FakeBotApi implements AsyncDisposable {
     if (this.#unconfirmed.size === 0) return Promise.resolve();
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#closed) return Promise.reject(closedBeforeAcknowledged());
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    const onAbort = () => settle(signal?.reason);
-    const settle = (error?: unknown) => {
-      this.#acknowledgedWaiters.delete(settle);
-      signal?.removeEventListener("abort", onAbort);
-      if (error === undefined) resolve();
-      else reject(error);
-    };
-    this.#acknowledgedWaiters.add(settle);
-    signal?.addEventListener("abort", onAbort);
-    return promise;
+    return waitUntilSettled(signal, (settle) => {
+      this.#acknowledgedWaiters.add(settle);
+      return () => this.#acknowledgedWaiters.delete(settle);
+    });
   }
 
   /**
