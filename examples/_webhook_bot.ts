@@ -4,8 +4,10 @@
 // works for `handlerMs`, bumps the counter and sends its update id back with
 // sendMessage: the fake Bot API's `sentMessages` is then the record of what
 // ran, in order, and a session counter below a chat's replies is a lost write.
+// The KV queue tests' worker (tests/fixtures/kv_worker.ts) keeps the same
+// session through `chatCounters`.
 
-import { Bot, type Context, session, type SessionFlavor } from "grammy";
+import { Bot, type Context, type MiddlewareFn, session, type SessionFlavor } from "grammy";
 
 /** What a bot needs to know. */
 export interface WebhookBotSpec {
@@ -18,7 +20,7 @@ export interface WebhookBotSpec {
 export type WebhookBotContext = Context & SessionFlavor<{ count: number }>;
 
 /** Retries "database is locked", which a KV file shared by processes can answer. */
-export async function retryLocked<T>(call: () => Promise<T>): Promise<T> {
+async function retryLocked<T>(call: () => Promise<T>): Promise<T> {
   for (let attempt = 0;; attempt++) {
     try {
       return await call();
@@ -29,15 +31,12 @@ export async function retryLocked<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-/** The demo's bot on `kv`; pass `before` to add middleware (such as `sequentialize`) in front. */
-export function webhookBot(
-  spec: WebhookBotSpec,
-  kv: Deno.Kv,
-  before?: (bot: Bot<WebhookBotContext>) => void,
-): Bot<WebhookBotContext> {
-  const bot = new Bot<WebhookBotContext>(spec.token, { client: { apiRoot: spec.apiRoot } });
-  before?.(bot);
-  bot.use(session({
+/**
+ * The session middleware of these bots: a `{ count }` per chat, kept in `kv`
+ * under `["session", chatId]` (read back by `sessionCounts`).
+ */
+export function chatCounters(kv: Deno.Kv): MiddlewareFn<WebhookBotContext> {
+  return session({
     initial: () => ({ count: 0 }),
     getSessionKey: (ctx) => ctx.chat?.id.toString(),
     storage: {
@@ -46,7 +45,18 @@ export function webhookBot(
       write: async (key, value) => void await retryLocked(() => kv.set(["session", key], value)),
       delete: async (key) => void await retryLocked(() => kv.delete(["session", key])),
     },
-  }));
+  });
+}
+
+/** The demo's bot on `kv`; pass `before` to add middleware (such as `sequentialize`) in front. */
+export function webhookBot(
+  spec: WebhookBotSpec,
+  kv: Deno.Kv,
+  before?: (bot: Bot<WebhookBotContext>) => void,
+): Bot<WebhookBotContext> {
+  const bot = new Bot<WebhookBotContext>(spec.token, { client: { apiRoot: spec.apiRoot } });
+  before?.(bot);
+  bot.use(chatCounters(kv));
   bot.on("message", async (ctx) => {
     if (spec.handlerMs > 0) await new Promise((resolve) => setTimeout(resolve, spec.handlerMs));
     ctx.session.count++;
