@@ -76,6 +76,52 @@ function repliesByChat(api: FakeBotApi): Map<number, Reply[]> {
   return byChat;
 }
 
+/**
+ * Runs `count` messages over `chats` chats through `distribute()` on 2
+ * workers until every one has a reply; the worker given the middle message
+ * crashes once, the way `how` names (the fixture's `crash-throw`,
+ * `crash-close`, `crash-exit`).
+ */
+async function runWithOneCrash(
+  api: FakeBotApi,
+  count: number,
+  chats: number,
+  how: string,
+): Promise<{
+  ids: number[];
+  /** The ids that got a reply, sorted. */
+  handled: number[];
+  byChat: Map<number, Reply[]>;
+  failures: WorkerFailure[];
+}> {
+  using _settings = configureWorkers(api, { maxDelay: 2 });
+  const marker = `GRAMMYX_TEST_CRASHED_${crypto.randomUUID().replaceAll("-", "_")}`;
+  const failures: WorkerFailure[] = [];
+  const bot = botFor(api);
+  bot.use(
+    distribute(WORKER, { count: 2, onWorkerError: (failure) => void failures.push(failure) }),
+  );
+  const crashAt = Math.floor(count / 2);
+  const ids = api.pushMessages(count, {
+    chats,
+    text: (index) => index === crashAt ? `${how} ${marker}` : `message ${index}`,
+  });
+  const handle = run(bot, quick);
+  try {
+    await until(
+      () => new Set(api.sentMessages.map(({ text }) => text)).size >= count,
+      30_000,
+      `${count} replies`,
+    );
+  } finally {
+    await handle.stop();
+    Deno.env.delete(marker);
+  }
+  const byChat = repliesByChat(api);
+  const handled = new Set([...byChat.values()].flat().map((reply) => reply.id));
+  return { ids, handled: [...handled].toSorted((a, b) => a - b), byChat, failures };
+}
+
 function replyCount(api: FakeBotApi): number {
   return api.sentMessages.filter(({ text }) => text.startsWith("{")).length;
 }
@@ -212,35 +258,8 @@ Deno.test("a worker that crashes is replaced and its unfinished updates run agai
     await t.step(how, async () => {
       using workers = trackWorkers();
       await using api = await FakeBotApi.start({ seed: 5 });
-      using _settings = configureWorkers(api, { maxDelay: 2 });
-      const marker = `GRAMMYX_TEST_CRASHED_${crypto.randomUUID().replaceAll("-", "_")}`;
-      const failures: WorkerFailure[] = [];
-      const bot = botFor(api);
-      bot.use(
-        distribute(WORKER, { count: 2, onWorkerError: (failure) => void failures.push(failure) }),
-      );
-      const crashAt = 150;
-      const ids = api.pushMessages(300, {
-        chats: 20,
-        text: (index) => index === crashAt ? `${how} ${marker}` : `message ${index}`,
-      });
-
-      const handle = run(bot, quick);
-      await until(
-        () => new Set(api.sentMessages.map(({ text }) => text)).size >= 300,
-        30_000,
-        "300 replies",
-      );
-      await handle.stop();
-      Deno.env.delete(marker);
-
-      const byChat = repliesByChat(api);
-      const handled = new Set([...byChat.values()].flat().map((reply) => reply.id));
-      assert.deepEqual(
-        [...handled].toSorted((a, b) => a - b),
-        ids,
-        "every update handled at least once",
-      );
+      const { ids, handled, byChat, failures } = await runWithOneCrash(api, 300, 20, how);
+      assert.deepEqual(handled, ids, "every update handled at least once");
       for (const [chat, replies] of byChat) {
         const order = replies.map((reply) => reply.id);
         assert.deepEqual(
@@ -643,30 +662,8 @@ Deno.test("without Web Workers (Node), distribute() runs node:worker_threads wor
   delete globalThis.Worker;
   try {
     await using api = await FakeBotApi.start({ seed: 7 });
-    using _settings = configureWorkers(api, { maxDelay: 2 });
-    const marker = `GRAMMYX_TEST_CRASHED_${crypto.randomUUID().replaceAll("-", "_")}`;
-    const failures: WorkerFailure[] = [];
-    const bot = botFor(api);
-    bot.use(
-      distribute(WORKER, { count: 2, onWorkerError: (failure) => void failures.push(failure) }),
-    );
-    const ids = api.pushMessages(200, {
-      chats: 10,
-      text: (index) => index === 100 ? `crash-throw ${marker}` : `message ${index}`,
-    });
-
-    const handle = run(bot, quick);
-    await until(
-      () => new Set(api.sentMessages.map(({ text }) => text)).size >= 200,
-      30_000,
-      "200 replies",
-    );
-    await handle.stop();
-    Deno.env.delete(marker);
-
-    const byChat = repliesByChat(api);
-    const handled = new Set([...byChat.values()].flat().map((reply) => reply.id));
-    assert.deepEqual([...handled].toSorted((a, b) => a - b), ids, "every update handled");
+    const { ids, handled, byChat, failures } = await runWithOneCrash(api, 200, 10, "crash-throw");
+    assert.deepEqual(handled, ids, "every update handled");
     const usedWorkers = new Set<string>();
     for (const [chat, replies] of byChat) {
       const order = replies.map((reply) => reply.id);

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import type { Context } from "grammy";
-import { kvQueue, runFromKv, webhookToKv } from "../kv_queue.ts";
+import { kvQueue, runFromKv, type RunFromKvOptions, webhookToKv } from "../kv_queue.ts";
 import type { Lease } from "../queue.ts";
 import type { Report } from "../_report.ts";
 import { FakeBotApi } from "../testing.ts";
@@ -19,6 +19,14 @@ async function post(handler: (request: Request) => Promise<Response>, ids: [numb
   for (const [id, chat] of ids) {
     assert.equal(await statusOf(handler, webhookRequest(JSON.stringify(message(id, chat)))), 200);
   }
+}
+
+/** A worker on `kv` whose bot notes the id of every message it handles, in order. */
+function recordingWorker(api: FakeBotApi, kv: Deno.Kv, options: RunFromKvOptions = FAST) {
+  const bot = botFor(api);
+  const handled: number[] = [];
+  bot.on("message", (ctx) => void handled.push(ctx.update.update_id));
+  return { handled, worker: runFromKv(bot, kv, options) };
 }
 
 /** What a bot saw, per chat, in order. */
@@ -153,10 +161,7 @@ Deno.test("stop() waits for what it started, records it, and leaves the rest for
 Deno.test("a stopped handle starts again and a restarted one takes new updates", async () => {
   await using api = await FakeBotApi.start();
   using kv = await Deno.openKv(":memory:");
-  const bot = botFor(api);
-  const handled: number[] = [];
-  bot.on("message", (ctx) => void handled.push(ctx.update.update_id));
-  const worker = runFromKv(bot, kv, FAST);
+  const { handled, worker } = recordingWorker(api, kv);
   const ingress = webhookToKv(kv);
   await post(ingress, [[1, 1]]);
   await until(() => handled.length === 1, 10_000, "first update");
@@ -211,10 +216,7 @@ Deno.test("a lane whose holder died is taken over after the lease, counting an a
     const dead = await queue.lease("k:1", "dead-worker", 30);
     assert.ok(dead !== undefined);
     assert.equal(await queue.lease("k:1", "other", 30_000), undefined, "the lease is held");
-    const bot = botFor(api);
-    const handled: number[] = [];
-    bot.on("message", (ctx) => void handled.push(ctx.update.update_id));
-    const worker = runFromKv(bot, kv, FAST);
+    const { handled, worker } = recordingWorker(api, kv);
     await until(() => handled.length === 2, 10_000, "both updates after the takeover");
     await worker.stop();
     assert.deepEqual(handled, [1, 2]);
@@ -229,11 +231,8 @@ Deno.test("a lane whose holder died is taken over after the lease, counting an a
       const queue = kvQueue(kv);
       await queue.store([message(1, 1), message(2, 1), message(3, 2)]);
       assert.ok(await queue.lease("k:1", "dead-worker", 30) !== undefined);
-      const bot = botFor(api);
-      const handled: number[] = [];
-      bot.on("message", (ctx) => void handled.push(ctx.update.update_id));
       const reports: Report[] = [];
-      const worker = runFromKv(bot, kv, {
+      const { handled, worker } = recordingWorker(api, kv, {
         ...FAST,
         maxAttempts: 1,
         reporter: (report) => reports.push(report),
@@ -314,10 +313,7 @@ Deno.test("release lets go only if the lane is empty in the same commit: no lost
 Deno.test("update ids going backwards in a chat are still run, none lost", async () => {
   await using api = await FakeBotApi.start();
   using kv = await Deno.openKv(":memory:");
-  const bot = botFor(api);
-  const handled: number[] = [];
-  bot.on("message", (ctx) => void handled.push(ctx.update.update_id));
-  const worker = runFromKv(bot, kv, FAST);
+  const { handled, worker } = recordingWorker(api, kv);
   const ingress = webhookToKv(kv);
   await post(ingress, [[10, 1], [11, 1]]);
   await until(() => handled.length === 2, 10_000, "10 and 11");

@@ -140,6 +140,25 @@ Deno.test("metrics match stats() and spans carry each update's id, type, outcome
   });
 });
 
+/**
+ * Runs `count` messages over `chats` chats through a bot that sequentializes
+ * by chat, with `telemetry` if given, until all are handled; returns the
+ * handle's count of handled updates.
+ */
+async function runMessages(count: number, chats: number, telemetry?: TelemetryOptions) {
+  await using api = await FakeBotApi.start();
+  const bot = botFor(api);
+  bot.use(sequentialize((ctx: Context) => ctx.chat?.id));
+  let handled = 0;
+  bot.on("message", () => void handled++);
+  api.pushMessages(count, { chats });
+  const runner = { fetch: { timeout: 1 } };
+  const handle = run(bot, telemetry === undefined ? { runner } : { runner, telemetry });
+  await until(() => handled === count);
+  await handle.stop();
+  return handle.stats().handled;
+}
+
 /** Runs three messages of chat 77 through a bot with the given telemetry; returns the update spans. */
 async function spansOf(kit: TelemetryKit, keys: "raw" | "none"): Promise<ReadableSpan[]> {
   await using api = await FakeBotApi.start();
@@ -228,16 +247,7 @@ Deno.test("a sink built by hand records the same, gauges included (what the queu
 Deno.test("with no provider nothing is recorded and the bot runs as before", async () => {
   await using kit = new TelemetryKit(); // exists, but neither passed nor registered
   assert.equal(metrics.getMeterProvider().constructor.name, "NoopMeterProvider");
-  await using api = await FakeBotApi.start();
-  const bot = botFor(api);
-  bot.use(sequentialize((ctx: Context) => ctx.chat?.id));
-  let handled = 0;
-  bot.on("message", () => void handled++);
-  api.pushMessages(20, { chats: 3 });
-  const handle = run(bot, { runner: { fetch: { timeout: 1 } } });
-  await until(() => handled === 20);
-  await handle.stop();
-  assert.equal(handle.stats().handled, 20);
+  assert.equal(await runMessages(20, 3), 20);
   assert.equal((await kit.metrics()).size, 0);
   assert.equal(kit.spans().length, 0);
 });
@@ -363,16 +373,7 @@ Deno.test("a provider that throws never breaks the bot: its errors go to OpenTel
         { logLevel: DiagLogLevel.ERROR, suppressOverrideMessage: true },
       );
       try {
-        await using api = await FakeBotApi.start();
-        const bot = botFor(api);
-        bot.use(sequentialize((ctx: Context) => ctx.chat?.id));
-        let handled = 0;
-        bot.on("message", () => void handled++);
-        api.pushMessages(10, { chats: 2 });
-        const handle = run(bot, { runner: { fetch: { timeout: 1 } }, telemetry });
-        await until(() => handled === 10);
-        await handle.stop();
-        assert.equal(handle.stats().handled, 10);
+        assert.equal(await runMessages(10, 2, telemetry), 10);
       } finally {
         diag.disable();
       }
