@@ -10,9 +10,7 @@ import { isFunction, knownOptions, numberInRange, optionalObject, show } from ".
 import { MAX_DELAY } from "./_clock.ts";
 
 /**
- * A connected node-redis v5 client, as `createClient()` returns it. (Tagged
- * so that `deno doc --lint` accepts a type of another package in a public
- * signature.)
+ * A connected node-redis v5 client, as `createClient()` returns it.
  *
  * @internal
  */

@@ -2,8 +2,7 @@
 // over the scripts of `_redis_scripts.ts`, the key and partition of an
 // update, and the wake-up connection. Not exported by mod.ts.
 
-import { Context, type Update } from "./_deps.ts";
-import { keysOf } from "./_keys.ts";
+import { firstKeyOf } from "./_update_keys.ts";
 import { redactSecrets } from "./_redact.ts";
 import { type Reporter, safeReport } from "./_report.ts";
 import { type RedisClient, RedisScripts, type RedisSubscriber } from "./_redis_scripts.ts";
@@ -225,9 +224,8 @@ export class RedisStreams<Y extends { update_id: number }, C> implements QueueEn
 
   /** The text of an update's key: its first key, or `update <id>` without one. */
   #keyOf(update: Y): string {
-    const ctx = new Context(update as unknown as Update, undefined as never, undefined as never);
-    const keys = keysOf(this.#settings.key(ctx as C), "redisQueue() key function");
-    return keys[0] ?? `update ${update.update_id}`;
+    return firstKeyOf(update, this.#settings.key, "redisQueue() key function") ??
+      `update ${update.update_id}`;
   }
 
   /** The partition of a key (FNV-1a, 32 bits). */

@@ -40,8 +40,7 @@ export type { SourceOptions } from "./source.ts";
 
 /**
  * A Telegram update, as grammY's `Update` type (`grammy/types`) describes
- * it: what the poller forwards unless you give another type. (Tagged so that
- * `deno doc --lint` accepts a type of another package in a public signature.)
+ * it: what the poller forwards unless you give another type.
  *
  * @internal
  */

@@ -19,10 +19,10 @@
  * @module
  */
 
-import type { Update } from "./_deps.ts";
+import type { Context, Update } from "./_deps.ts";
 import { delay } from "./_async.ts";
-import { keyOf } from "./_keys.ts";
 import { checkedPrefix, LIMITS, valueBytes } from "./_kv_parts.ts";
+import { chatOrSender, firstKeyOf } from "./_update_keys.ts";
 import { isFunction, knownOptions, optionalObject, show } from "./_validate.ts";
 import {
   type Lease,
@@ -38,6 +38,7 @@ import {
   webhookTo,
 } from "./queue.ts";
 import type { RunnerHandle } from "./runner.ts";
+import type { Constraint } from "./sequentialize.ts";
 
 /**
  * A Telegram update, as grammY's `Update` type (`grammy/types`) describes it:
@@ -47,8 +48,20 @@ import type { RunnerHandle } from "./runner.ts";
  */
 type TelegramUpdate = Update;
 
-/** Options of `kvQueue()`, shared by `webhookToKv()` and `runFromKv()`. */
-export interface KvQueueOptions<Y> {
+/**
+ * grammY's `Context`, which the key function gets (around the update, with
+ * no `api` to call).
+ *
+ * @internal
+ */
+type UpdateContext = Context;
+
+/**
+ * Options of `kvQueue()`, shared by `webhookToKv()` and `runFromKv()`.
+ *
+ * @typeParam C The context the key function gets (grammY's `Context`)
+ */
+export interface KvQueueOptions<C = UpdateContext> {
   /**
    * The KV key prefix under which the queue lives. Give ingress and workers
    * the same one; two bots on one KV need two.
@@ -57,22 +70,25 @@ export interface KvQueueOptions<Y> {
    */
   prefix?: Deno.KvKey;
   /**
-   * The key of an update: updates with one key run one at a time, in
-   * `update_id` order, across all workers. Returns a string, a number or a
-   * bigint (`5`, `5n` and `"5"` are one key), or a falsy value for none: an
-   * update without a key is its own key. Used when storing (by the ingress).
+   * The key of an update, as for `sequentialize()` (the same function
+   * serves both): updates with one key run one at a time, in `update_id`
+   * order, across all workers. It gets a grammY `Context` around the update
+   * (no `api` calls) and returns a string, a number or a bigint (`5`, `5n`
+   * and `"5"` are one key), an array (the update goes under its first key),
+   * or a falsy value for none: an update without a key is its own key. Used
+   * when storing (by the ingress).
    *
-   * @default the chat id, else the sender's id
+   * @default {(ctx) => ctx.chat?.id ?? ctx.from?.id}
    */
-  key?: (update: Y) => string | number | bigint | null | undefined;
+  key?: (ctx: C) => Constraint;
 }
 
 /** Options of `webhookToKv()`: the queue's and the webhook handler's. */
-export interface WebhookToKvOptions<Y = TelegramUpdate> extends KvQueueOptions<Y>, WebhookOptions {}
+export interface WebhookToKvOptions<C = UpdateContext> extends KvQueueOptions<C>, WebhookOptions {}
 
 /** Options of `runFromKv()`: the queue's and the worker's. */
-export interface RunFromKvOptions<Y = TelegramUpdate>
-  extends KvQueueOptions<Y>, RunFromOptions<Y> {}
+export interface RunFromKvOptions<Y = TelegramUpdate, C = UpdateContext>
+  extends KvQueueOptions<C>, RunFromOptions<Y> {}
 
 /** Deno KV's limit on the checks of one atomic operation. */
 const MAX_CHECKS = 100;
@@ -163,9 +179,9 @@ export interface KvQueue<Y extends { update_id: number } = TelegramUpdate> exten
  * assert.deepEqual(await queue.lanes(10), ["k:5"]);
  * ```
  */
-export function kvQueue<Y extends { update_id: number } = TelegramUpdate>(
+export function kvQueue<Y extends { update_id: number } = TelegramUpdate, C = UpdateContext>(
   kv: Deno.Kv,
-  options: KvQueueOptions<Y> = {},
+  options: KvQueueOptions<C> = {},
 ): KvQueue<Y> {
   const subject = "Cannot create KV queue";
   checkKv(subject, kv);
@@ -194,9 +210,9 @@ export function kvQueue<Y extends { update_id: number } = TelegramUpdate>(
  * assert.equal(response.status, 413);
  * ```
  */
-export function webhookToKv<Y extends { update_id: number } = TelegramUpdate>(
+export function webhookToKv<Y extends { update_id: number } = TelegramUpdate, C = UpdateContext>(
   kv: Deno.Kv,
-  options: WebhookToKvOptions<Y> = {},
+  options: WebhookToKvOptions<C> = {},
 ): (request: Request) => Promise<Response> {
   const subject = "Cannot create webhook handler";
   checkKv(subject, kv);
@@ -232,10 +248,14 @@ export function webhookToKv<Y extends { update_id: number } = TelegramUpdate>(
  * assert.equal(handled, 1);
  * ```
  */
-export function runFromKv<Y extends { update_id: number } = TelegramUpdate, R = unknown>(
+export function runFromKv<
+  Y extends { update_id: number } = TelegramUpdate,
+  R = unknown,
+  C = UpdateContext,
+>(
   bot: QueueBot<Y, R>,
   kv: Deno.Kv,
-  options: RunFromKvOptions<Y> = {},
+  options: RunFromKvOptions<Y, C> = {},
 ): RunnerHandle<Y> {
   const subject = "Cannot run worker";
   checkKv(subject, kv);
@@ -255,33 +275,18 @@ function checkKv(subject: string, kv: unknown): void {
   }
 }
 
-interface QueueSettings<Y> {
+interface QueueSettings {
   prefix: Deno.KvKey;
-  key: (update: Y) => unknown;
+  key: (ctx: never) => unknown;
 }
 
-function checkedQueueOptions<Y>(
+function checkedQueueOptions<C>(
   subject: string,
-  options: { [K in keyof KvQueueOptions<Y>]?: KvQueueOptions<Y>[K] | undefined },
-): QueueSettings<Y> {
-  const { prefix = ["grammyx-queue"], key = defaultKey } = options;
+  options: { [K in keyof KvQueueOptions<C>]?: KvQueueOptions<C>[K] | undefined },
+): QueueSettings {
+  const { prefix = ["grammyx-queue"], key = chatOrSender } = options;
   isFunction(subject, "key", key);
-  return { prefix: checkedPrefix(subject, prefix), key: key as (update: Y) => unknown };
-}
-
-/** The chat id of an update, else its sender's id, as grammY's `ctx.chat` and `ctx.from` find them. */
-function defaultKey(update: unknown): string | undefined {
-  if (typeof update !== "object" || update === null) return undefined;
-  for (const [field, value] of Object.entries(update)) {
-    if (field === "update_id" || typeof value !== "object" || value === null) continue;
-    const payload = value as Record<string, { id?: unknown; chat?: { id?: unknown } } | undefined>;
-    const chat = payload.chat?.id ?? payload.message?.chat?.id ?? payload.from?.id ??
-      payload.user?.id ?? payload.voter_chat?.id;
-    if (typeof chat === "number" || typeof chat === "string" || typeof chat === "bigint") {
-      return String(chat);
-    }
-  }
-  return undefined;
+  return { prefix: checkedPrefix(subject, prefix), key: key as (ctx: never) => unknown };
 }
 
 /** Whether an error is SQLite saying another process holds the file for a moment. */
@@ -322,11 +327,11 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
   readonly #kv: Deno.Kv;
   readonly #prefix: Deno.KvKey;
   readonly #prefixText: string;
-  readonly #keyOf: (update: Y) => unknown;
+  readonly #keyOf: (ctx: never) => unknown;
   /** The last lane `lanes()` returned, to go on after it next time. */
   #cursor: string | undefined;
 
-  constructor(kv: Deno.Kv, settings: QueueSettings<Y>) {
+  constructor(kv: Deno.Kv, settings: QueueSettings) {
     this.#kv = kv;
     this.#prefix = settings.prefix;
     this.#prefixText = JSON.stringify(settings.prefix.map(String));
@@ -339,7 +344,7 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
 
   /** The lane of an update: its key's, or its own. */
   #laneOf(update: Y): string {
-    const key = keyOf(this.#keyOf(update), "The queue's key function");
+    const key = firstKeyOf(update, this.#keyOf, "The queue's key function");
     return key === undefined ? `u:${update.update_id}` : `k:${key}`;
   }
 

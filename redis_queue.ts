@@ -20,6 +20,7 @@
 
 import type { Context, Update } from "./_deps.ts";
 import { RedisStreams } from "./_redis_engine.ts";
+import { chatOrSender } from "./_update_keys.ts";
 import { defaultReporter, type Reporter } from "./_report.ts";
 import type { RedisClient } from "./_redis_scripts.ts";
 import { isFunction, knownOptions, optionalObject, positiveInteger, show } from "./_validate.ts";
@@ -35,8 +36,7 @@ export type { Lease, QueuedUpdate, QueueEngine, QueueOutcome, QueueRecord } from
 
 /**
  * A Telegram update, as grammY's `Update` type (`grammy/types`) describes
- * it: what the queue holds unless you give another type. (Tagged so that
- * `deno doc --lint` accepts a type of another package in a public signature.)
+ * it: what the queue holds unless you give another type.
  *
  * @internal
  */
@@ -44,7 +44,7 @@ type TelegramUpdate = Update;
 
 /**
  * grammY's `Context`, which the key function gets (around the update, with
- * no `api` to call). (Tagged like `TelegramUpdate`.)
+ * no `api` to call).
  *
  * @internal
  */
@@ -93,11 +93,6 @@ export interface RedisQueueOptions<C = UpdateContext> {
    * update (moved to the dead letters); one line on stderr by default.
    */
   reporter?: Reporter;
-}
-
-/** The default key: the chat id, else the sender id. */
-function defaultKey(ctx: Context): Constraint {
-  return ctx.chat?.id ?? ctx.from?.id;
 }
 
 /** The engine; `close()` ends its wake-up connection (the client stays yours). */
@@ -161,7 +156,7 @@ export function redisQueue<Y extends { update_id: number } = TelegramUpdate, C =
   const {
     prefix = "grammyx:",
     partitions = 16,
-    key = defaultKey as unknown as (ctx: C) => Constraint,
+    key = chatOrSender as unknown as (ctx: C) => Constraint,
     dedupeWindow = 100_000,
     reporter = defaultReporter,
   } = options;

@@ -3,6 +3,7 @@
 // answers 500 (so Telegram retries); 200 comes only after the commit.
 
 import assert from "node:assert/strict";
+import type { Context } from "grammy";
 import { kvQueue, webhookToKv } from "../kv_queue.ts";
 import { webhookTo } from "../queue.ts";
 import type { Report } from "../_report.ts";
@@ -127,14 +128,23 @@ Deno.test("updates go to their chat's lane, else the sender's, else their own", 
     { update_id: 4, poll: { id: "p" } },
   ] as never);
   assert.deepEqual((await queue.lanes(10)).sort(), ["k:10", "k:30", "k:40", "u:4"]);
-  const custom = kvQueue(kv, { prefix: ["custom"], key: (update) => update.update_id % 2 });
+  // sequentialize()'s key functions serve as they are: a Context around the update.
+  const custom = kvQueue(kv, { prefix: ["custom"], key: (ctx) => ctx.update.update_id % 2 });
   await custom.store([message(1, 10), message(2, 10), message(3, 10)]);
   assert.deepEqual((await custom.lanes(10)).sort(), ["k:1", "u:2"]); // 0 is no key
+  const byUser = kvQueue(kv, { prefix: ["by-user"], key: (ctx: Context) => ctx.from?.id });
+  await byUser.store([
+    { update_id: 2, callback_query: { id: "q", from: { id: 20 }, message: { chat: { id: 30 } } } },
+  ] as never);
+  assert.deepEqual(await byUser.lanes(10), ["k:20"]);
+  const several = kvQueue(kv, { prefix: ["several"], key: (ctx) => [null, ctx.chat?.id, "all"] });
+  await several.store([message(1, 10), message(2, 11)]);
+  assert.deepEqual((await several.lanes(10)).sort(), ["k:10", "k:11"]); // the first key
 });
 
 Deno.test("a key function returning an object is a clear error, not a silent lane", async () => {
   using kv = await Deno.openKv(":memory:");
-  const queue = kvQueue(kv, { key: (update) => update.message?.chat as never });
+  const queue = kvQueue(kv, { key: (ctx) => ctx.chat as never });
   await assert.rejects(queue.store([message(1, 1)]), /return a string, a number or a bigint/);
 });
 
