@@ -30,6 +30,8 @@ export class Backlog<Y> {
   readonly #maxPending: number;
   /** Unfinished updates in the order they were taken (a `Set` keeps insertion order). */
   readonly #pending = new Set<Entry<Y>>();
+  /** Those and the timed-out updates whose task still runs, in the order they were taken. */
+  readonly #unended = new Set<Entry<Y>>();
   /** Updates per state; one that timed out counts there even while its task still runs. */
   readonly #count: Record<TaskState, number> = {
     waitingForSlot: 0,
@@ -60,6 +62,7 @@ export class Backlog<Y> {
   /** Books an update just taken, in its first state. */
   take(entry: Entry<Y>): void {
     this.#pending.add(entry);
+    this.#unended.add(entry);
     this.#count[entry.state]++;
   }
 
@@ -71,6 +74,8 @@ export class Backlog<Y> {
     if (state === "handled" || state === "failed" || state === "timedOut") {
       this.#pending.delete(entry);
     }
+    // A timed-out update's task runs on: it stays unended until it ends.
+    if (state === "handled" || state === "failed") this.#unended.delete(entry);
   }
 
   /** Books a consumer that started. */
@@ -78,9 +83,10 @@ export class Backlog<Y> {
     this.#consuming++;
   }
 
-  /** Books a consumer that ended, on time or not. */
-  consumerEnded(): void {
+  /** Books the consumer of `entry` that ended, on time or not. */
+  consumerEnded(entry: Entry<Y>): void {
     this.#consuming--;
+    if (entry.state === "timedOut") this.#unended.delete(entry);
   }
 
   size(): number {
@@ -89,6 +95,11 @@ export class Backlog<Y> {
 
   snapshot(): Y[] {
     return Array.from(this.#pending, (entry) => entry.update);
+  }
+
+  /** The updates of `snapshot()` and the timed-out ones whose task still runs, in taking order. */
+  unended(): Y[] {
+    return Array.from(this.#unended, (entry) => entry.update);
   }
 
   stats(): SinkStats {

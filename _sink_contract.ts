@@ -26,6 +26,13 @@ export interface UpdateSink<Y> {
   /** Those updates, in the order they were taken. */
   snapshot: () => Y[];
   /**
+   * The updates whose middleware has not ended, in the order they were
+   * taken: those of `snapshot()` and those that timed out and still run.
+   * What `stop()` reports as unfinished at its deadline; a sink without it
+   * reports `snapshot()`.
+   */
+  unended?: () => Y[];
+  /**
    * Resolves once every update taken has finished and no task of the sink is
    * running any more (tasks that timed out included). The runner awaits it
    * on `stop()`; a sink without it is polled through `size()`.

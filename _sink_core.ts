@@ -200,7 +200,7 @@ export class SinkCore<Y> {
 
   /** The consumer of a task ended; the task settles unless it had timed out. */
   #settle(task: Task<Y>, outcome: "handled" | "failed"): void {
-    this.backlog.consumerEnded();
+    this.backlog.consumerEnded(task);
     if (task.state !== "timedOut") {
       this.#finish(task, outcome);
       this.#notifySettled(task.update, outcome);

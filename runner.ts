@@ -74,9 +74,10 @@ export interface StopOptions {
  */
 export interface StopResult<Y> {
   /**
-   * Updates not finished at the deadline (running, or waiting for a slot or
-   * their key), in the order they were taken. Their middleware may still
-   * be running when `stop()` resolves.
+   * Updates whose middleware had not ended at the deadline (running, timed
+   * out and still running, or waiting for a slot or their key), in the
+   * order they were taken. Their middleware may still be running when
+   * `stop()` resolves.
    */
   unfinished: Y[];
   /**
@@ -363,7 +364,7 @@ class Runner<Y> {
     const { signal } = deadline.end;
     const drained = this.#pulling.then(() => this.#idle(deadline.drain.signal));
     const inTime = await settlesBefore(drained, deadline.drain.signal);
-    const unfinished = inTime ? [] : this.#sink.snapshot();
+    const unfinished = inTime ? [] : (this.#sink.unended?.() ?? this.#sink.snapshot());
     const confirming = confirm ? this.#source.confirm?.(signal) : undefined;
     if (confirming !== undefined) await settlesBefore(confirming, signal);
     const closing = this.#sink.close?.();

@@ -223,6 +223,7 @@ function sinkOf<Y>(core: SinkCore<Y>, handle: UpdateSink<Y>["handle"]): UpdateSi
     handle,
     size: () => core.backlog.size(),
     snapshot: () => core.backlog.snapshot(),
+    unended: () => core.backlog.unended(),
     idle: () => core.backlog.idle(),
     stats: () => core.backlog.stats(),
     close: () => core.close(),

@@ -97,6 +97,42 @@ Deno.test("'handled' mode: a timed-out update that still runs holds the offset u
   }
 });
 
+Deno.test("stop() at its deadline reports a timed-out update that still runs; 'handled' mode confirms nothing past it", async (t) => {
+  for (const confirm of ["handled", "fetched"] as const) {
+    await t.step(confirm, async () => {
+      const stuck = gate();
+      const timedOut: number[] = [];
+      const bot = answeringBot(
+        [[{ update_id: 1 }, { update_id: 2 }, { update_id: 3 }]],
+        async (update) => {
+          if (update.update_id === 1) await stuck.promise;
+        },
+      );
+      const handle = run(bot, {
+        runner: { confirm },
+        sink: {
+          timeout: { milliseconds: 10, handler: (update) => void timedOut.push(update.update_id) },
+        },
+      });
+      await until(() => timedOut.length === 1 && handle.stats().handled === 2);
+      const result = await handle.stop({ timeout: 20 });
+      stuck.open();
+      // Its middleware had not ended: it is unfinished, and says whether it comes again.
+      assert.deepEqual(result.unfinished.map((update) => update.update_id), [1]);
+      const [again, gone] = confirm === "handled"
+        ? [result.redelivered, result.lost]
+        : [result.lost, result.redelivered];
+      assert.deepEqual(again.map((update) => update.update_id), [1]);
+      assert.deepEqual(gone, []);
+      if (confirm === "handled") {
+        // Every poll, the one that confirms on stop() included, left update 1 with Telegram.
+        assert.ok(bot.offsets.length >= 2, String(bot.offsets));
+        assert.ok(bot.offsets.every((offset) => offset <= 1), String(bot.offsets));
+      }
+    });
+  }
+});
+
 Deno.test("run() refuses a bot that already runs in this process", async () => {
   await using api = await FakeBotApi.start();
   const bot = botFor(api);

@@ -456,6 +456,30 @@ Deno.test("snapshot() lists the unfinished updates in the order they were taken"
   assert.deepEqual(sink.snapshot(), []);
 });
 
+Deno.test("unended() lists snapshot() and the timed-out updates that still run, in taking order", async () => {
+  using time = fakeTime();
+  const consumer = gated();
+  const sink = createConcurrentSink(consumer, async () => {}, {
+    concurrency: 1,
+    timeout: { milliseconds: 20, handler: () => {} },
+  });
+  sink.handle(updates(5, 6, 7));
+  await flush();
+  await time.tick(20); // 5 times out and runs on; 6 takes the slot
+  assert.deepEqual(consumer.started, [5, 6]);
+  assert.deepEqual(sink.snapshot(), updates(6, 7));
+  assert.deepEqual(sink.unended!(), updates(5, 6, 7));
+  consumer.open(6);
+  await flush();
+  assert.deepEqual(sink.unended!(), updates(5, 7));
+  consumer.open(5); // its task ends: now it has ended
+  await flush();
+  assert.deepEqual(sink.unended!(), updates(7));
+  consumer.open(7);
+  await sink.idle!();
+  assert.deepEqual(sink.unended!(), []);
+});
+
 Deno.test("sequential sink handles one update after another", async () => {
   const consumer = gated();
   const sink: UpdateSink<U> = createSequentialSink(consumer, async () => {});
