@@ -64,6 +64,11 @@ export interface LaneSettings<Y extends { update_id: number }> {
 
 /** Updates read per lane at a time. */
 const READ_LIMIT = 16;
+/**
+ * Updates of a lane read and not recorded at most, when its engine reads
+ * ahead (`readNext`): 16 partitions of 48 keep the sink's default 500 busy.
+ */
+const OPEN_LIMIT = 3 * READ_LIMIT;
 /** Outcomes written per engine call at most (the engine splits them further). */
 const RECORD_LIMIT = 1_000;
 /** Lease writes (release, hand back) between two writes of outcomes. */
@@ -296,12 +301,19 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
     }
     if (held.lease === undefined) return; // another worker holds it
     const lease = held.lease;
+    // An engine that reads on after what it read before lets the lane be
+    // read ahead: the next read starts once room for READ_LIMIT more is
+    // within OPEN_LIMIT, not once all that was read is recorded.
+    const readNext = engine.readNext?.bind(engine);
+    const open = new OpenCount();
     let pause = RETRY_MIN;
     while (this.#active && !held.lost) {
       let items: QueuedUpdate<Y>[];
       try {
         this.#stats.calls++;
-        items = await engine.read(lease, READ_LIMIT);
+        items = readNext === undefined
+          ? await engine.read(lease, READ_LIMIT)
+          : await readNext(lease, READ_LIMIT);
         this.#succeeded();
       } catch (error) {
         this.#failed(`Could not read lane ${lane}`, error);
@@ -313,11 +325,18 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
         pause = RETRY_MIN;
         // Each item joins its key's chain; its link ends once its outcome is
         // written, so the next item of the key starts only after that.
-        await Promise.all(
-          items.map((item) => this.#chains.run([item.key], () => this.#take(held, lease, item))),
-        );
-        // A full read may have left updates behind: read again before letting go.
-        if (items.length === READ_LIMIT || !this.#active || held.lost) continue;
+        for (const item of items) {
+          open.add(this.#chains.run([item.key], () => this.#take(held, lease, item)));
+        }
+        // After a full read, more may wait: read again once few are open.
+        // After a short one, wait for all that is open first, as a lane is
+        // let go only when all it read is recorded.
+        const full = items.length === READ_LIMIT;
+        await open.atMost(full && readNext !== undefined ? OPEN_LIMIT - READ_LIMIT : 0);
+        if (full || !this.#active || held.lost) continue;
+      } else {
+        await open.atMost(0);
+        if (!this.#active || held.lost) break;
       }
       // Everything read is recorded: let go, unless the engine sees updates
       // that came meanwhile (then read them: see the comment at the top).
@@ -334,6 +353,7 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
         pause = Math.min(RETRY_MAX, pause * 2);
       }
     }
+    await open.atMost(0);
     if (held.expired) {
       // If no one took the lane over, give it back at once (a check-and-set
       // on the lease: a no-op if someone did), so that no death is counted.
@@ -510,5 +530,35 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
       message: `${what}: ${describe(error, token)}`,
       error: redactError(error, token),
     });
+  }
+}
+
+/** The updates read from one lane whose link has not ended yet. */
+class OpenCount {
+  #open = 0;
+  #bound = Infinity;
+  #waiter: (() => void) | undefined;
+
+  /** Counts `link` open until it settles. */
+  add(link: Promise<unknown>): void {
+    this.#open++;
+    const end = () => {
+      this.#open--;
+      if (this.#open <= this.#bound) this.#waiter?.();
+    };
+    link.then(end, end);
+  }
+
+  /** Resolves once at most `count` are open. */
+  atMost(count: number): Promise<void> {
+    if (this.#open <= count) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#bound = count;
+    this.#waiter = () => {
+      this.#waiter = undefined;
+      this.#bound = Infinity;
+      resolve();
+    };
+    return promise;
   }
 }

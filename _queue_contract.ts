@@ -127,6 +127,15 @@ export interface QueueEngine<Y extends { update_id: number } = TelegramUpdate> {
    */
   read(lease: Lease, limit: number): Promise<QueuedUpdate<Y>[]>;
   /**
+   * Optional: the next `limit` updates of a held lane after all those read
+   * under `lease` (by `read` or `readNext`), recorded or not. An engine
+   * whose lanes only grow at their end (a stream) offers it; the worker then
+   * reads a lane ahead while what it read before still runs, instead of
+   * recording all it read before reading again. Updates read this way count
+   * as read for `lease`'s attempts, as those of `read` do.
+   */
+  readNext?(lease: Lease, limit: number): Promise<QueuedUpdate<Y>[]>;
+  /**
    * Records outcomes, removing their updates, and renews every lease in
    * `renew` (and the leases of `records`) to `milliseconds` from now, in as
    * few atomic writes as the storage allows; each lane's part only if its

@@ -99,9 +99,18 @@ export class RedisStreams<Y extends { update_id: number }, C> implements QueueEn
     return { lane, owner, expiresAt };
   }
 
-  async read(lease: Lease, limit: number): Promise<QueuedUpdate<Y>[]> {
+  read(lease: Lease, limit: number): Promise<QueuedUpdate<Y>[]> {
+    return this.#read(lease, limit, false);
+  }
+
+  /** A stream only grows at its end: what comes after the last entry read is new. */
+  readNext(lease: Lease, limit: number): Promise<QueuedUpdate<Y>[]> {
+    return this.#read(lease, limit, true);
+  }
+
+  async #read(lease: Lease, limit: number, next: boolean): Promise<QueuedUpdate<Y>[]> {
     const partition = this.#partition(lease.lane);
-    const entries = await this.#scripts.read(partition, lease.owner, limit);
+    const entries = await this.#scripts.read(partition, lease.owner, limit, next);
     // Lost: the next record or release says so. Surplus: this worker holds
     // more than its share; reading nothing makes it release the partition.
     if (entries === "lost" || entries === "surplus") return [];

@@ -74,10 +74,11 @@ async function leaseOwners(server: RedisServer, fleet: Fleet): Promise<Map<strin
 }
 
 /**
- * What a killed worker may have run without recording it: what it read
- * from its partitions (16 per read, 6 partitions of 16 with 3 workers).
+ * What a killed worker may have run without recording it: what it read and
+ * had not recorded from its partitions (at most 48 each, read ahead 16 at a
+ * time; 6 partitions of 16 with 3 workers).
  */
-const IN_FLIGHT_PER_KILL = 6 * 16;
+const IN_FLIGHT_PER_KILL = 6 * 48;
 
 redisTest(
   "killing workers twice and the poller once under load loses nothing and keeps order",

@@ -8,7 +8,7 @@ import { connectRedis, redisQueue } from "../redis_queue.ts";
 import type { Report } from "../_report.ts";
 import { FakeBotApi } from "../testing.ts";
 import { botFor, Recorder } from "./_bot.ts";
-import { until } from "./_helpers.ts";
+import { gate, sleep, until } from "./_helpers.ts";
 import { RedisServer, redisTest } from "./_redis.ts";
 
 redisTest(
@@ -220,6 +220,48 @@ redisTest(
       assert.equal(recorder.duplicates, 0);
       assert.deepEqual(recorder.perChat.get(1), [10, 12]);
       assert.deepEqual(recorder.perChat.get(2), [11, 13]);
+    } finally {
+      await queue.close();
+      redis.destroy();
+    }
+  },
+);
+
+redisTest(
+  "a worker reads a partition ahead of what still runs: 48 of one partition run at once, each chat in order",
+  async () => {
+    await using server = await RedisServer.start();
+    await using api = await FakeBotApi.start();
+    const redis = await connectRedis(server.url);
+    const queue = redisQueue(redis, { partitions: 1 });
+    const recorder = new Recorder();
+    const held = gate();
+    let running = 0;
+    const bot = botFor(api);
+    bot.on("message", (ctx) =>
+      recorder.record(ctx, async () => {
+        running++;
+        await held.promise;
+        running--;
+      }));
+    try {
+      // 200 chats, two updates each: a read of 16 holds 16 chats' first updates.
+      const ids = api.pushMessages(400, { chatOf: (index) => 1 + (index % 200) });
+      const poller = forward(botFor(api), queue, { runner: { fetch: { timeout: 0 } } });
+      await api.whenConfirmed(ids.at(-1)! + 1);
+      await poller.stop();
+      const worker = runFrom(bot, queue, { pollMilliseconds: 50 });
+      // Without reading ahead, 16 (one read) would be the most that runs.
+      await until(() => running === 48, 10_000, "48 running");
+      await sleep(50);
+      assert.equal(running, 48, "no more than 48 read and not recorded");
+      held.open();
+      await until(() => recorder.handled.size === 400, 20_000, "400 updates");
+      await worker.stop();
+      assert.equal(recorder.duplicates, 0);
+      assert.ok(recorder.inOrder());
+      assert.equal(recorder.overlapsWithinChat, 0);
+      assert.deepEqual(await queue.lanes(10), []);
     } finally {
       await queue.close();
       redis.destroy();
