@@ -306,14 +306,17 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
     // within OPEN_LIMIT, not once all that was read is recorded.
     const readNext = engine.readNext?.bind(engine);
     const open = new OpenCount();
+    /** Read from the oldest: all read is recorded and the lane still holds updates. */
+    let rescan = false;
     let pause = RETRY_MIN;
     while (this.#active && !held.lost) {
       let items: QueuedUpdate<Y>[];
       try {
         this.#stats.calls++;
-        items = readNext === undefined
+        items = readNext === undefined || rescan
           ? await engine.read(lease, READ_LIMIT)
           : await readNext(lease, READ_LIMIT);
+        rescan = false;
         this.#succeeded();
       } catch (error) {
         this.#failed(`Could not read lane ${lane}`, error);
@@ -348,6 +351,8 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
       });
       if (released === "released") return;
       if (released === "lost") held.lost = true;
+      // Whatever a read ahead may have missed, a read from the oldest finds.
+      if (released === "waiting") rescan = true;
       if (released === undefined) {
         await delay(pause);
         pause = Math.min(RETRY_MAX, pause * 2);

@@ -31,6 +31,8 @@ export class RedisStreams<Y extends { update_id: number }, C> implements QueueEn
   readonly #settings: Settings<C>;
   readonly #scripts: RedisScripts;
   readonly #origins = new WeakMap<QueuedUpdate<Y>, Origin>();
+  /** The id of the last entry each lease's reads returned. */
+  readonly #lastRead = new WeakMap<Lease, string>();
   readonly #listeners = new Set<(lane: string) => Promise<void> | undefined>();
   #subscriber: RedisSubscriber | undefined;
   #subscribing: Promise<unknown> | undefined;
@@ -103,14 +105,19 @@ export class RedisStreams<Y extends { update_id: number }, C> implements QueueEn
     return this.#read(lease, limit, false);
   }
 
-  /** A stream only grows at its end: what comes after the last entry read is new. */
+  /**
+   * A stream only grows at its end: what comes after the last entry this
+   * worker got under `lease` is new. Kept here, not in Redis, so that a read
+   * whose answer was lost (a dropped connection) is read again.
+   */
   readNext(lease: Lease, limit: number): Promise<QueuedUpdate<Y>[]> {
     return this.#read(lease, limit, true);
   }
 
   async #read(lease: Lease, limit: number, next: boolean): Promise<QueuedUpdate<Y>[]> {
     const partition = this.#partition(lease.lane);
-    const entries = await this.#scripts.read(partition, lease.owner, limit, next);
+    const after = next ? this.#lastRead.get(lease) : undefined;
+    const entries = await this.#scripts.read(partition, lease.owner, limit, after);
     // Lost: the next record or release says so. Surplus: this worker holds
     // more than its share; reading nothing makes it release the partition.
     if (entries === "lost" || entries === "surplus") return [];
@@ -138,6 +145,7 @@ export class RedisStreams<Y extends { update_id: number }, C> implements QueueEn
           }`,
       });
     }
+    if (entries.length > 0) this.#lastRead.set(lease, entries.at(-1)!.id);
     return items;
   }
 

@@ -181,21 +181,18 @@ return 1
 `);
 
 /**
- * ARGV: prefix, partition, owner, limit, partitions, next (1/0). Returns
- * {'lost'} if the lease is not the owner's, {'surplus'} if the owner holds
- * more than its share (it should release this one), else {'ok', entries,
- * attempts}: the oldest entries, or with next the entries after the last
- * one read under the lease.
+ * ARGV: prefix, partition, owner, limit, partitions, start (`-` for the
+ * oldest entries, `(` and an entry id for those after it). Returns {'lost'}
+ * if the lease is not the owner's, {'surplus'} if the owner holds more than
+ * its share (it should release this one), else {'ok', entries, attempts}.
+ * The lease's cursor becomes the last entry read.
  */
 const READ = new Script(`${PRELUDE}
-local prefix, partition, me, limit, total, next = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local prefix, partition, me, limit, total, start = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local key = prefix .. 'lease:' .. partition
-local lease = redis.call('HMGET', key, 'owner', 'cursor')
-if lease[1] ~= me then return {'lost'} end
+if redis.call('HGET', key, 'owner') ~= me then return {'lost'} end
 redis.call('ZREMRANGEBYSCORE', prefix .. 'owners', '-inf', now)
 if held(prefix, me) > share(prefix, total) then return {'surplus'} end
-local start = '-'
-if next == '1' and lease[2] and lease[2] ~= '' then start = '(' .. lease[2] end
 local entries = redis.call('XRANGE', prefix .. 'p:' .. partition, start, '+', 'COUNT', limit)
 local attempts = {}
 if #entries > 0 then
@@ -326,15 +323,14 @@ export class RedisScripts {
   }
 
   /**
-   * The oldest `limit` entries of a held partition, or with `next` the
-   * `limit` after the last one read under its lease; "lost" or "surplus"
-   * instead when it should not be read.
+   * The oldest `limit` entries of a held partition, or the `limit` after the
+   * entry id `after`; "lost" or "surplus" instead when it should not be read.
    */
   async read(
     partition: number,
     owner: string,
     limit: number,
-    next = false,
+    after?: string,
   ): Promise<StreamEntry[] | "lost" | "surplus"> {
     const reply = await READ.run(this.#redis, [
       this.#prefix,
@@ -342,7 +338,7 @@ export class RedisScripts {
       owner,
       String(limit),
       this.#partitions,
-      next ? "1" : "0",
+      after === undefined ? "-" : `(${after}`,
     ]) as [string, [string, string[]][]?, string[]?];
     if (reply[0] === "lost" || reply[0] === "surplus") return reply[0];
     const entries = reply[1] ?? [];

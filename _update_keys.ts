@@ -1,14 +1,19 @@
-// The key of a queued update, found the way `sequentialize()` finds it: the
-// key function gets a grammY `Context` around the update (with no `api` to
-// call), so one function serves `sequentialize()`, `kvQueue()` and
-// `redisQueue()`. Not exported by mod.ts.
+// The key of a queued update. The key function has `sequentialize()`'s
+// signature: it gets a grammY `Context` around the update (with no `api` to
+// call and no plugin state such as `ctx.session`), so a key function of
+// `sequentialize()` that reads only the update serves `kvQueue()` and
+// `redisQueue()` too. Not exported by mod.ts.
 
 import { keysOf } from "./_keys.ts";
 import { Context, type Update } from "./_deps.ts";
 
-/** The default key of the queues: the chat id, else the sender's id. */
+/**
+ * The default key of the queues: the chat id, else the sender's id (a poll
+ * answer's voter, whom grammY's `ctx.from` leaves out, included).
+ */
 export function chatOrSender(ctx: Context): number | undefined {
-  return ctx.chat?.id ?? ctx.from?.id;
+  return ctx.chat?.id ?? ctx.from?.id ?? ctx.pollAnswer?.user?.id ??
+    ctx.pollAnswer?.voter_chat?.id;
 }
 
 /**

@@ -40,6 +40,8 @@ import {
 import type { RunnerHandle } from "./runner.ts";
 import type { Constraint } from "./sequentialize.ts";
 
+export type { Constraint };
+
 /**
  * A Telegram update, as grammY's `Update` type (`grammy/types`) describes it:
  * what a queue holds unless you give it another type.
@@ -61,7 +63,7 @@ type UpdateContext = Context;
  *
  * @typeParam C The context the key function gets (grammY's `Context`)
  */
-export interface KvQueueOptions<C = UpdateContext> {
+export interface KvQueueOptions<C extends { update: { update_id: number } } = UpdateContext> {
   /**
    * The KV key prefix under which the queue lives. Give ingress and workers
    * the same one; two bots on one KV need two.
@@ -70,25 +72,29 @@ export interface KvQueueOptions<C = UpdateContext> {
    */
   prefix?: Deno.KvKey;
   /**
-   * The key of an update, as for `sequentialize()` (the same function
-   * serves both): updates with one key run one at a time, in `update_id`
-   * order, across all workers. It gets a grammY `Context` around the update
-   * (no `api` calls) and returns a string, a number or a bigint (`5`, `5n`
-   * and `"5"` are one key), an array (the update goes under its first key),
-   * or a falsy value for none: an update without a key is its own key. Used
-   * when storing (by the ingress).
+   * The key of an update, with `sequentialize()`'s signature: updates with
+   * one key run one at a time, in `update_id` order, across all workers. It
+   * gets a grammY `Context` around the update (no `api` calls, no plugin
+   * state such as `ctx.session`) and returns a string, a number or a bigint
+   * (`5`, `5n` and `"5"` are one key), an array (unlike `sequentialize()`,
+   * the update goes under its first key only), or a falsy value for none:
+   * an update without a key is its own key. Used when storing (by the
+   * ingress); a key function that throws makes the ingress answer 500.
    *
-   * @default {(ctx) => ctx.chat?.id ?? ctx.from?.id}
+   * @default {(ctx) => ctx.chat?.id ?? ctx.from?.id ?? ctx.pollAnswer?.user?.id}
    */
   key?: (ctx: C) => Constraint;
 }
 
 /** Options of `webhookToKv()`: the queue's and the webhook handler's. */
-export interface WebhookToKvOptions<C = UpdateContext> extends KvQueueOptions<C>, WebhookOptions {}
+export interface WebhookToKvOptions<C extends { update: { update_id: number } } = UpdateContext>
+  extends KvQueueOptions<C>, WebhookOptions {}
 
 /** Options of `runFromKv()`: the queue's and the worker's. */
-export interface RunFromKvOptions<Y = TelegramUpdate, C = UpdateContext>
-  extends KvQueueOptions<C>, RunFromOptions<Y> {}
+export interface RunFromKvOptions<
+  Y = TelegramUpdate,
+  C extends { update: { update_id: number } } = UpdateContext,
+> extends KvQueueOptions<C>, RunFromOptions<Y> {}
 
 /** Deno KV's limit on the checks of one atomic operation. */
 const MAX_CHECKS = 100;
@@ -179,7 +185,10 @@ export interface KvQueue<Y extends { update_id: number } = TelegramUpdate> exten
  * assert.deepEqual(await queue.lanes(10), ["k:5"]);
  * ```
  */
-export function kvQueue<Y extends { update_id: number } = TelegramUpdate, C = UpdateContext>(
+export function kvQueue<
+  Y extends { update_id: number } = TelegramUpdate,
+  C extends { update: { update_id: number } } = UpdateContext,
+>(
   kv: Deno.Kv,
   options: KvQueueOptions<C> = {},
 ): KvQueue<Y> {
@@ -210,7 +219,10 @@ export function kvQueue<Y extends { update_id: number } = TelegramUpdate, C = Up
  * assert.equal(response.status, 413);
  * ```
  */
-export function webhookToKv<Y extends { update_id: number } = TelegramUpdate, C = UpdateContext>(
+export function webhookToKv<
+  Y extends { update_id: number } = TelegramUpdate,
+  C extends { update: { update_id: number } } = UpdateContext,
+>(
   kv: Deno.Kv,
   options: WebhookToKvOptions<C> = {},
 ): (request: Request) => Promise<Response> {
@@ -251,7 +263,7 @@ export function webhookToKv<Y extends { update_id: number } = TelegramUpdate, C 
 export function runFromKv<
   Y extends { update_id: number } = TelegramUpdate,
   R = unknown,
-  C = UpdateContext,
+  C extends { update: { update_id: number } } = UpdateContext,
 >(
   bot: QueueBot<Y, R>,
   kv: Deno.Kv,
@@ -280,7 +292,7 @@ interface QueueSettings {
   key: (ctx: never) => unknown;
 }
 
-function checkedQueueOptions<C>(
+function checkedQueueOptions<C extends { update: { update_id: number } }>(
   subject: string,
   options: { [K in keyof KvQueueOptions<C>]?: KvQueueOptions<C>[K] | undefined },
 ): QueueSettings {

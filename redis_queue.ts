@@ -55,7 +55,7 @@ type UpdateContext = Context;
  *
  * @typeParam C The context the key function gets (grammY's `Context`)
  */
-export interface RedisQueueOptions<C = UpdateContext> {
+export interface RedisQueueOptions<C extends { update: { update_id: number } } = UpdateContext> {
   /**
    * The start of every key the queue writes (streams, leases, the dedupe
    * set, the wake-up channel). Give each bot that shares a Redis its own.
@@ -74,11 +74,12 @@ export interface RedisQueueOptions<C = UpdateContext> {
   /**
    * The key of an update, as for `sequentialize()`: updates with the same
    * key go to the same partition and run one at a time, in `update_id`
-   * order. It gets a grammY `Context` around the update (no `api` calls).
+   * order. It gets a grammY `Context` around the update (no `api` calls, no
+   * plugin state such as `ctx.session`).
    * An array puts the update in the partition of its first key. No key:
    * the update is its own key.
    *
-   * @default {(ctx) => ctx.chat?.id ?? ctx.from?.id}
+   * @default {(ctx) => ctx.chat?.id ?? ctx.from?.id ?? ctx.pollAnswer?.user?.id}
    */
   key?: (ctx: C) => Constraint;
   /**
@@ -137,7 +138,10 @@ const SUBJECT = "Cannot create Redis queue";
  * redis.destroy();
  * ```
  */
-export function redisQueue<Y extends { update_id: number } = TelegramUpdate, C = UpdateContext>(
+export function redisQueue<
+  Y extends { update_id: number } = TelegramUpdate,
+  C extends { update: { update_id: number } } = UpdateContext,
+>(
   client: RedisClient,
   options: RedisQueueOptions<C> = {},
 ): RedisQueue<Y> {

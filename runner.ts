@@ -75,9 +75,10 @@ export interface StopOptions {
 export interface StopResult<Y> {
   /**
    * Updates whose middleware had not ended at the deadline (running, timed
-   * out and still running, or waiting for a slot or their key), in the
+   * out and still running, waiting for their key, or not started), in the
    * order they were taken. Their middleware may still be running when
-   * `stop()` resolves.
+   * `stop()` resolves. One that ended meanwhile and will not be delivered
+   * again is left out.
    */
   unfinished: Y[];
   /**
@@ -364,15 +365,23 @@ class Runner<Y> {
     const { signal } = deadline.end;
     const drained = this.#pulling.then(() => this.#idle(deadline.drain.signal));
     const inTime = await settlesBefore(drained, deadline.drain.signal);
-    const unfinished = inTime ? [] : (this.#sink.unended?.() ?? this.#sink.snapshot());
+    const unended = () => this.#sink.unended?.() ?? this.#sink.snapshot();
+    const atDeadline = inTime ? [] : unended();
     const confirming = confirm ? this.#source.confirm?.(signal) : undefined;
     if (confirming !== undefined) await settlesBefore(confirming, signal);
     const closing = this.#sink.close?.();
     if (closing !== undefined) await settlesBefore(closing, signal);
+    // One that ended since the deadline and was confirmed is neither lost
+    // nor coming again: reporting it as lost would have it run twice.
+    const still = new Set(atDeadline.length === 0 ? [] : unended());
+    const unfinished: Y[] = [];
     const lost: Y[] = [];
     const redelivered: Y[] = [];
-    for (const update of unfinished) {
-      (this.#source.willResend?.(update) ? redelivered : lost).push(update);
+    for (const update of atDeadline) {
+      if (this.#source.willResend?.(update)) redelivered.push(update);
+      else if (still.has(update)) lost.push(update);
+      else continue;
+      unfinished.push(update);
     }
     return { unfinished, lost, redelivered };
   }

@@ -324,3 +324,35 @@ redisTest("an entry that holds no update is moved to the dead letters and report
     client.destroy();
   }
 });
+
+redisTest(
+  "readNext() reads on after what it returned; read() starts again at the oldest unrecorded",
+  async () => {
+    await using server = await RedisServer.start();
+    const client = await connect(server);
+    try {
+      const queue = redisQueue(client, { partitions: 1 });
+      await queue.store([1, 2, 3, 4, 5].map((id) => message(id, id)));
+      const lease = (await queue.lease("0", "a", 10_000))!;
+      const ids = (items: QueuedUpdate<Update>[]) => items.map((item) => item.update.update_id);
+      const first = await queue.readNext!(lease, 2);
+      assert.deepEqual(ids(first), [1, 2]);
+      assert.deepEqual(
+        ids(await queue.readNext!(lease, 2)),
+        [3, 4],
+        "not recorded, not read again",
+      );
+      await queue.record([{ lease, item: first[0]!, outcome: "handled" }], [], 10_000);
+      assert.deepEqual(ids(await queue.read(lease, 10)), [2, 3, 4, 5], "the oldest unrecorded");
+      assert.deepEqual(ids(await queue.readNext!(lease, 10)), [], "read on after 5");
+      await queue.store([message(6, 6)]);
+      assert.deepEqual(ids(await queue.readNext!(lease, 10)), [6]);
+      // A fresh lease reads from the oldest again.
+      await queue.handBack(lease);
+      const again = (await queue.lease("0", "b", 10_000))!;
+      assert.deepEqual(ids(await queue.readNext!(again, 10)), [2, 3, 4, 5, 6]);
+    } finally {
+      client.destroy();
+    }
+  },
+);

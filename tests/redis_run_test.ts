@@ -85,7 +85,7 @@ redisTest(
     const bot = botFor(api);
     bot.on("message", (ctx) => recorder.record(ctx, () => new Promise((ok) => setTimeout(ok, 1))));
     try {
-      api.pushMessages(2_000, { chats: 100 });
+      const ids = api.pushMessages(2_000, { chats: 100 });
       const poller = forward(botFor(api), pollerQueue, {
         runner: { fetch: { timeout: 1 }, reporter, retryInterval: 50 },
       });
@@ -94,6 +94,9 @@ redisTest(
         leaseMilliseconds: 5_000,
         reporter,
       });
+      // The poller has stored them all (so it is polling, not storing, when
+      // Redis goes) and the worker is halfway.
+      await api.whenConfirmed(ids.at(-1)! + 1);
       await until(() => recorder.handled.size >= 1_000, 20_000, "1 000 updates");
       await server.kill(); // SIGKILL: only what AOF (fsync always) has survives
       await until(() => reports.length > 0, 10_000, "a report of the lost connection");

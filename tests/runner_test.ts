@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createConcurrentSink, createRunner, createSource, run } from "../mod.ts";
-import { flush, gate, isPending } from "./_helpers.ts";
+import { fakeTime } from "./_clock.ts";
+import { flush, gate, isPending, until } from "./_helpers.ts";
 
 type U = { update_id: number };
 
@@ -77,4 +78,40 @@ Deno.test("stop() does not wait for a bot.init() that hangs (grammY's init takes
   await handle.stop(); // resolves although getMe never answers
   assert.equal(handle.isRunning(), false);
   getMe.open();
+});
+
+Deno.test("an update that ends while stop() confirms, after its deadline, is not reported lost (it would run twice)", async () => {
+  using time = fakeTime();
+  const work = gate();
+  const confirming = gate();
+  let confirmed = false;
+  let served = false;
+  const source = createSource<U>({
+    supply: async (_size, signal) => {
+      if (!served) {
+        served = true;
+        return [{ update_id: 1 }];
+      }
+      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+      return [];
+    },
+    confirm: async () => {
+      confirmed = true;
+      work.open(); // update 1 ends now, after the drain deadline
+      await confirming.promise;
+    },
+    willResend: () => false, // as in "fetched" mode: confirmed, Telegram forgot it
+  });
+  const sink = createConcurrentSink<U>({ consume: () => work.promise }, () => {});
+  const runner = createRunner(source, sink);
+  runner.start();
+  await flush();
+  assert.equal(sink.size(), 1);
+  const stopping = runner.stop({ timeout: 1_000 });
+  await time.tick(900); // the drain part of the deadline ends: update 1 still runs
+  await until(() => confirmed);
+  await flush();
+  assert.equal(sink.size(), 0, "update 1 ended");
+  confirming.open();
+  assert.deepEqual(await stopping, { unfinished: [], lost: [], redelivered: [] });
 });

@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import type { Context } from "grammy";
+import type { Update } from "grammy/types";
 import { kvQueue, webhookToKv } from "../kv_queue.ts";
 import { webhookTo } from "../queue.ts";
 import type { Report } from "../_report.ts";
@@ -126,8 +127,13 @@ Deno.test("updates go to their chat's lane, else the sender's, else their own", 
     { update_id: 2, callback_query: { id: "q", from: { id: 20 }, message: { chat: { id: 30 } } } },
     { update_id: 3, inline_query: { id: "i", from: { id: 40 }, query: "" } },
     { update_id: 4, poll: { id: "p" } },
+    { update_id: 5, poll_answer: { poll_id: "p", user: { id: 50 }, option_ids: [0] } },
+    { update_id: 6, poll_answer: { poll_id: "p", voter_chat: { id: -60 }, option_ids: [0] } },
   ] as never);
-  assert.deepEqual((await queue.lanes(10)).sort(), ["k:10", "k:30", "k:40", "u:4"]);
+  assert.deepEqual(
+    (await queue.lanes(10)).sort(),
+    ["k:-60", "k:10", "k:30", "k:40", "k:50", "u:4"],
+  );
   // sequentialize()'s key functions serve as they are: a Context around the update.
   const custom = kvQueue(kv, { prefix: ["custom"], key: (ctx) => ctx.update.update_id % 2 });
   await custom.store([message(1, 10), message(2, 10), message(3, 10)]);
@@ -146,6 +152,18 @@ Deno.test("a key function returning an object is a clear error, not a silent lan
   using kv = await Deno.openKv(":memory:");
   const queue = kvQueue(kv, { key: (ctx) => ctx.chat as never });
   await assert.rejects(queue.store([message(1, 1)]), /return a string, a number or a bigint/);
+  // At the ingress: 500, so that Telegram delivers it again, reported, and nothing stored.
+  const reports: Report[] = [];
+  const handler = webhookToKv(kv, {
+    prefix: ["throwing"],
+    key: () => {
+      throw new Error("no session here");
+    },
+    reporter: (report) => reports.push(report),
+  });
+  assert.equal(await statusOf(handler, webhookRequest(JSON.stringify(message(2, 1)))), 500);
+  assert.deepEqual(await entries(kv, ["throwing"], true), []);
+  assert.match(reports[0]!.message, /no session here/);
 });
 
 Deno.test("bad options are rejected with errors naming them", async () => {
@@ -173,4 +191,16 @@ Deno.test("bad options are rejected with errors naming them", async () => {
     ],
   ];
   for (const [create, message] of cases) assert.throws(create, message);
+});
+
+Deno.test("a key function written for the update, not for a Context, does not compile", () => {
+  // Type checking (`deno test` checks first) fails if either line compiles: at
+  // run time such a function would get a Context and key nothing.
+  const never = (kv: Deno.Kv) => {
+    // @ts-expect-error: the key function gets a Context around the update
+    kvQueue(kv, { key: (update: Update) => update.callback_query?.from.id });
+    // @ts-expect-error: the same for the ingress
+    webhookToKv(kv, { key: (update: Update) => update.message?.chat.id });
+  };
+  assert.equal(typeof never, "function");
 });
