@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { memoryJournal } from "../journal.ts";
-import { createUpdateSupplier, PollingError, type Report, run } from "../mod.ts";
+import { createUpdateSupplier, PollingError, type Report, run, type RunOptions } from "../mod.ts";
 import { Bot } from "grammy";
 import { FakeBotApi } from "../testing.ts";
 import { botFor, Recorder } from "./_bot.ts";
@@ -31,6 +31,28 @@ function answeringBot(answers: U[][], handle: (update: U) => Promise<void> = asy
       },
     },
   };
+}
+
+/**
+ * Runs updates 1–3 with `runner`: update 1 hangs until `stuck` opens and
+ * times out after 10 ms (noted in `timedOut`); 2 and 3 end at once.
+ */
+function runStuckFirst(runner: NonNullable<RunOptions<U>["runner"]>) {
+  const stuck = gate();
+  const timedOut: number[] = [];
+  const bot = answeringBot(
+    [[{ update_id: 1 }, { update_id: 2 }, { update_id: 3 }]],
+    async (update) => {
+      if (update.update_id === 1) await stuck.promise;
+    },
+  );
+  const handle = run(bot, {
+    runner,
+    sink: {
+      timeout: { milliseconds: 10, handler: (update) => void timedOut.push(update.update_id) },
+    },
+  });
+  return { bot, stuck, timedOut, handle };
 }
 
 Deno.test("update ids that go backwards start a new sequence: taken, reported in one line, no stall", async () => {
@@ -67,21 +89,10 @@ Deno.test("an update_id twice in one answer is handled once", async () => {
 Deno.test("'handled' mode: a timed-out update that still runs holds the offset until it ends", async (t) => {
   for (const durable of [false, true]) {
     await t.step(durable ? "with a journal" : "without a journal", async () => {
-      const stuck = gate();
       const journal = memoryJournal<U>();
-      const timedOut: number[] = [];
-      const bot = answeringBot(
-        [[{ update_id: 1 }, { update_id: 2 }, { update_id: 3 }]],
-        async (update) => {
-          if (update.update_id === 1) await stuck.promise;
-        },
+      const { bot, stuck, timedOut, handle } = runStuckFirst(
+        durable ? { journal } : { confirm: "handled" },
       );
-      const handle = run(bot, {
-        runner: durable ? { journal } : { confirm: "handled" },
-        sink: {
-          timeout: { milliseconds: 10, handler: (update) => void timedOut.push(update.update_id) },
-        },
-      });
       await until(() => timedOut.length === 1 && handle.stats().handled === 2);
       await sleep(30); // let polls and journal writes happen
       if (durable) {
@@ -100,20 +111,7 @@ Deno.test("'handled' mode: a timed-out update that still runs holds the offset u
 Deno.test("stop() at its deadline reports a timed-out update that still runs; 'handled' mode confirms nothing past it", async (t) => {
   for (const confirm of ["handled", "fetched"] as const) {
     await t.step(confirm, async () => {
-      const stuck = gate();
-      const timedOut: number[] = [];
-      const bot = answeringBot(
-        [[{ update_id: 1 }, { update_id: 2 }, { update_id: 3 }]],
-        async (update) => {
-          if (update.update_id === 1) await stuck.promise;
-        },
-      );
-      const handle = run(bot, {
-        runner: { confirm },
-        sink: {
-          timeout: { milliseconds: 10, handler: (update) => void timedOut.push(update.update_id) },
-        },
-      });
+      const { bot, stuck, timedOut, handle } = runStuckFirst({ confirm });
       await until(() => timedOut.length === 1 && handle.stats().handled === 2);
       const result = await handle.stop({ timeout: 20 });
       stuck.open();

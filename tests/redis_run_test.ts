@@ -11,34 +11,43 @@ import { botFor, Recorder } from "./_bot.ts";
 import { gate, sleep, until } from "./_helpers.ts";
 import { RedisServer, redisTest } from "./_redis.ts";
 
+/** A worker's side over `server`: its client and queue (closed on dispose), a bot and its recorder. */
+async function workerSide(server: RedisServer, api: FakeBotApi, partitions: number) {
+  const redis = await connectRedis(server.url);
+  const queue = redisQueue(redis, { partitions });
+  return {
+    redis,
+    queue,
+    recorder: new Recorder(),
+    bot: botFor(api),
+    async [Symbol.asyncDispose]() {
+      await queue.close();
+      redis.destroy();
+    },
+  };
+}
+
 redisTest(
   "forward() stores what it polls and confirms it; runFrom() runs it in per-chat order",
   async () => {
     await using server = await RedisServer.start();
     await using api = await FakeBotApi.start();
-    const redis = await connectRedis(server.url);
-    const queue = redisQueue(redis, { partitions: 4 });
-    const recorder = new Recorder();
-    const bot = botFor(api);
+    await using side = await workerSide(server, api, 4);
+    const { queue, recorder, bot } = side;
     bot.on("message", (ctx) => recorder.record(ctx, () => {}));
-    try {
-      api.pushMessages(500, { chats: 20 });
-      const poller = forward(botFor(api), queue, { runner: { fetch: { timeout: 1 } } });
-      const worker = runFrom(bot, queue, { pollMilliseconds: 50 });
-      await until(() => recorder.handled.size === 500, 20_000, "500 updates");
-      const stopped = await poller.stop();
-      assert.deepEqual(stopped, { unfinished: [], lost: [], redelivered: [] });
-      assert.equal(api.pending(), 0, "every stored update is confirmed");
-      assert.equal(poller.stats().handled, 500, "the poller's stats count what it stored");
-      await worker.stop();
-      assert.equal(recorder.duplicates, 0);
-      assert.ok(recorder.inOrder());
-      assert.equal(recorder.overlapsWithinChat, 0);
-      assert.deepEqual(await queue.lanes(10), []);
-    } finally {
-      await queue.close();
-      redis.destroy();
-    }
+    api.pushMessages(500, { chats: 20 });
+    const poller = forward(botFor(api), queue, { runner: { fetch: { timeout: 1 } } });
+    const worker = runFrom(bot, queue, { pollMilliseconds: 50 });
+    await until(() => recorder.handled.size === 500, 20_000, "500 updates");
+    const stopped = await poller.stop();
+    assert.deepEqual(stopped, { unfinished: [], lost: [], redelivered: [] });
+    assert.equal(api.pending(), 0, "every stored update is confirmed");
+    assert.equal(poller.stats().handled, 500, "the poller's stats count what it stored");
+    await worker.stop();
+    assert.equal(recorder.duplicates, 0);
+    assert.ok(recorder.inOrder());
+    assert.equal(recorder.overlapsWithinChat, 0);
+    assert.deepEqual(await queue.lanes(10), []);
   },
 );
 
@@ -192,41 +201,34 @@ redisTest(
   async () => {
     await using server = await RedisServer.start();
     await using api = await FakeBotApi.start();
-    const redis = await connectRedis(server.url);
-    const queue = redisQueue(redis, { partitions: 1 });
-    const recorder = new Recorder();
-    const bot = botFor(api);
+    await using side = await workerSide(server, api, 1);
+    const { queue, recorder, bot } = side;
     bot.on("message", (ctx) => recorder.record(ctx, () => {}));
-    try {
-      const ingress = webhookTo(queue);
-      const post = (id: number, chat: number) =>
-        ingress(
-          new Request("http://bot/", {
-            method: "POST",
-            body: JSON.stringify({
-              update_id: id,
-              message: {
-                message_id: id,
-                date: 0,
-                chat: { id: chat, type: "private", first_name: "A" },
-              },
-            }),
+    const ingress = webhookTo(queue);
+    const post = (id: number, chat: number) =>
+      ingress(
+        new Request("http://bot/", {
+          method: "POST",
+          body: JSON.stringify({
+            update_id: id,
+            message: {
+              message_id: id,
+              date: 0,
+              chat: { id: chat, type: "private", first_name: "A" },
+            },
           }),
-        );
-      // Telegram delivers chats independently: chat 2's 11 overtakes chat 1's 10.
-      for (const [id, chat] of [[11, 2], [10, 1], [12, 1], [12, 1], [13, 2]] as const) {
-        assert.equal((await post(id, chat)).status, 200);
-      }
-      const worker = runFrom(bot, queue, { pollMilliseconds: 20 });
-      await until(() => recorder.handled.size === 4, 10_000, "4 updates");
-      await worker.stop();
-      assert.equal(recorder.duplicates, 0);
-      assert.deepEqual(recorder.perChat.get(1), [10, 12]);
-      assert.deepEqual(recorder.perChat.get(2), [11, 13]);
-    } finally {
-      await queue.close();
-      redis.destroy();
+        }),
+      );
+    // Telegram delivers chats independently: chat 2's 11 overtakes chat 1's 10.
+    for (const [id, chat] of [[11, 2], [10, 1], [12, 1], [12, 1], [13, 2]] as const) {
+      assert.equal((await post(id, chat)).status, 200);
     }
+    const worker = runFrom(bot, queue, { pollMilliseconds: 20 });
+    await until(() => recorder.handled.size === 4, 10_000, "4 updates");
+    await worker.stop();
+    assert.equal(recorder.duplicates, 0);
+    assert.deepEqual(recorder.perChat.get(1), [10, 12]);
+    assert.deepEqual(recorder.perChat.get(2), [11, 13]);
   },
 );
 
@@ -235,39 +237,32 @@ redisTest(
   async () => {
     await using server = await RedisServer.start();
     await using api = await FakeBotApi.start();
-    const redis = await connectRedis(server.url);
-    const queue = redisQueue(redis, { partitions: 1 });
-    const recorder = new Recorder();
+    await using side = await workerSide(server, api, 1);
+    const { queue, recorder, bot } = side;
     const held = gate();
     let running = 0;
-    const bot = botFor(api);
     bot.on("message", (ctx) =>
       recorder.record(ctx, async () => {
         running++;
         await held.promise;
         running--;
       }));
-    try {
-      // 200 chats, two updates each: a read of 16 holds 16 chats' first updates.
-      const ids = api.pushMessages(400, { chatOf: (index) => 1 + (index % 200) });
-      const poller = forward(botFor(api), queue, { runner: { fetch: { timeout: 0 } } });
-      await api.whenConfirmed(ids.at(-1)! + 1);
-      await poller.stop();
-      const worker = runFrom(bot, queue, { pollMilliseconds: 50 });
-      // Without reading ahead, 16 (one read) would be the most that runs.
-      await until(() => running === 48, 10_000, "48 running");
-      await sleep(50);
-      assert.equal(running, 48, "no more than 48 read and not recorded");
-      held.open();
-      await until(() => recorder.handled.size === 400, 20_000, "400 updates");
-      await worker.stop();
-      assert.equal(recorder.duplicates, 0);
-      assert.ok(recorder.inOrder());
-      assert.equal(recorder.overlapsWithinChat, 0);
-      assert.deepEqual(await queue.lanes(10), []);
-    } finally {
-      await queue.close();
-      redis.destroy();
-    }
+    // 200 chats, two updates each: a read of 16 holds 16 chats' first updates.
+    const ids = api.pushMessages(400, { chatOf: (index) => 1 + (index % 200) });
+    const poller = forward(botFor(api), queue, { runner: { fetch: { timeout: 0 } } });
+    await api.whenConfirmed(ids.at(-1)! + 1);
+    await poller.stop();
+    const worker = runFrom(bot, queue, { pollMilliseconds: 50 });
+    // Without reading ahead, 16 (one read) would be the most that runs.
+    await until(() => running === 48, 10_000, "48 running");
+    await sleep(50);
+    assert.equal(running, 48, "no more than 48 read and not recorded");
+    held.open();
+    await until(() => recorder.handled.size === 400, 20_000, "400 updates");
+    await worker.stop();
+    assert.equal(recorder.duplicates, 0);
+    assert.ok(recorder.inOrder());
+    assert.equal(recorder.overlapsWithinChat, 0);
+    assert.deepEqual(await queue.lanes(10), []);
   },
 );
