@@ -140,6 +140,7 @@ export function webhookTo<Y extends { update_id: number }>(
   positiveInteger(subject, "maxBodyBytes", maxBodyBytes);
   isFunction(subject, "reporter", reporter);
   const expected = secretToken === undefined ? undefined : digest(secretToken);
+  const stores = new GroupStore(engine);
 
   return async (request) => {
     if (request.method !== "POST") {
@@ -158,7 +159,7 @@ export function webhookTo<Y extends { update_id: number }>(
       return answer(400, "Bad Request: expected a JSON object with an integer update_id >= 0");
     }
     try {
-      await engine.store([update as Y]);
+      await stores.store(update as Y);
     } catch (error) {
       if (error instanceof UpdateTooLargeError) {
         safeReport(reporter, { source: "webhook", message: error.message });
@@ -176,6 +177,66 @@ export function webhookTo<Y extends { update_id: number }>(
     }
     return answer(200, "OK");
   };
+}
+
+/** Updates stored in one engine call at most by the ingress. */
+const GROUP_LIMIT = 100;
+/** Engine calls of the ingress on their way at once; more requests wait and go together. */
+const STORES_AT_ONCE = 4;
+
+/**
+ * The ingress's group commit: up to `STORES_AT_ONCE` requests are stored at
+ * once, each alone; one that comes while all of those are on their way waits
+ * and is stored with the others that came meanwhile, in one engine call, so
+ * that under load many webhook requests share one storage write. A group
+ * that fails is stored again an update at a time, so that each request gets
+ * its own answer: one update too large or one failed write does not fail the
+ * others.
+ */
+class GroupStore<Y extends { update_id: number }> {
+  readonly #engine: QueueEngine<Y>;
+  #waiting: { update: Y; done: PromiseWithResolvers<void> }[] = [];
+  #storing = 0;
+
+  constructor(engine: QueueEngine<Y>) {
+    this.#engine = engine;
+  }
+
+  /** Resolves once `update` is stored; rejects with what its store threw. */
+  store(update: Y): Promise<void> {
+    const done = Promise.withResolvers<void>();
+    this.#waiting.push({ update, done });
+    this.#next();
+    return done.promise;
+  }
+
+  #next(): void {
+    while (this.#storing < STORES_AT_ONCE && this.#waiting.length > 0) {
+      const group = this.#waiting.splice(0, GROUP_LIMIT);
+      this.#storing++;
+      this.#storeGroup(group).finally(() => {
+        this.#storing--;
+        this.#next();
+      });
+    }
+  }
+
+  async #storeGroup(group: { update: Y; done: PromiseWithResolvers<void> }[]): Promise<void> {
+    try {
+      await this.#engine.store(group.map((entry) => entry.update));
+      for (const entry of group) entry.done.resolve();
+    } catch (error) {
+      if (group.length === 1) return group[0]!.done.reject(error);
+      await Promise.all(group.map(async ({ update, done }) => {
+        try {
+          await this.#engine.store([update]);
+          done.resolve();
+        } catch (error) {
+          done.reject(error);
+        }
+      }));
+    }
+  }
 }
 
 function answer(status: number, text: string, headers: Record<string, string> = {}): Response {

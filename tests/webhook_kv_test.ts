@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import type { Context } from "grammy";
 import type { Update } from "grammy/types";
 import { kvQueue, webhookToKv } from "../kv_queue.ts";
-import { webhookTo } from "../queue.ts";
+import { type QueueEngine, webhookTo } from "../queue.ts";
 import type { Report } from "../_report.ts";
+import { flush, gate, until } from "./_helpers.ts";
 import { entries, flakyKv, message, statusOf, webhookRequest } from "./_kv_queue.ts";
 
 const SECRET = "s3cret_token-1";
@@ -203,4 +204,58 @@ Deno.test("a key function written for the update, not for a Context, does not co
     webhookToKv(kv, { key: (update: Update) => update.message?.chat.id });
   };
   assert.equal(typeof never, "function");
+});
+
+/** kvQueue(kv) whose store calls are noted, each held until `held` opens. */
+function heldQueue(kv: Deno.Kv) {
+  const queue = kvQueue(kv);
+  const calls: number[][] = [];
+  const held = gate();
+  const engine = Object.create(queue, {
+    store: {
+      value: async (updates: Update[]) => {
+        calls.push(updates.map((update) => update.update_id));
+        await held.promise;
+        return queue.store(updates);
+      },
+    },
+  }) as QueueEngine<Update>;
+  return { engine, calls, held };
+}
+
+/** The update ids in the queue's inboxes. */
+async function inboxIds(kv: Deno.Kv): Promise<number[]> {
+  return (await entries(kv)).filter((entry) => entry.key[1] === "inbox")
+    .map((entry) => entry.key[3] as number).toSorted((a, b) => a - b);
+}
+
+Deno.test("4 requests are stored at once, each alone; those that come meanwhile go together in one call", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const { engine, calls, held } = heldQueue(kv);
+  const handler = webhookTo(engine);
+  const post = (id: number) => statusOf(handler, webhookRequest(JSON.stringify(message(id, id))));
+  const first = [post(1), post(2), post(3), post(4)];
+  await until(() => calls.length === 4);
+  const rest = [post(5), post(6), post(5)]; // the second 5: Telegram repeating a slow request
+  await flush();
+  assert.deepEqual(calls, [[1], [2], [3], [4]], "they wait for a store to end");
+  held.open();
+  assert.deepEqual(await Promise.all([...first, ...rest]), [200, 200, 200, 200, 200, 200, 200]);
+  assert.deepEqual(calls, [[1], [2], [3], [4], [5, 6, 5]]);
+  assert.deepEqual(await inboxIds(kv), [1, 2, 3, 4, 5, 6]);
+});
+
+Deno.test("one update too large in a group gets 413; the others of its group are stored", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const { engine, calls, held } = heldQueue(kv);
+  const handler = webhookTo(engine, { reporter: () => {} });
+  const post = (update: Update) => statusOf(handler, webhookRequest(JSON.stringify(update)));
+  const first = [1, 2, 3, 4].map((id) => post(message(id, id)));
+  await until(() => calls.length === 4);
+  const rest = [post(message(5, 5)), post(message(6, 6, "x".repeat(70_000))), post(message(7, 7))];
+  await flush(); // their bodies are read: they wait for a store to end
+  held.open();
+  assert.deepEqual(await Promise.all([...first, ...rest]), [200, 200, 200, 200, 200, 413, 200]);
+  assert.deepEqual(calls.slice(4), [[5, 6, 7], [5], [6], [7]], "the group, then one at a time");
+  assert.deepEqual(await inboxIds(kv), [1, 2, 3, 4, 5, 7]);
 });
