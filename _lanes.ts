@@ -147,7 +147,14 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
       const batch: Y[] = [];
       while (batch.length < batchSize && this.#ready.length > 0) {
         const offered = this.#ready.shift()!;
-        if (offered.held.lost) {
+        const { held } = offered;
+        if (!held.lost && held.lease !== undefined && held.lease.expiresAt <= clock().now()) {
+          // It waited for the sink past its lease (renewals stalled): another
+          // worker may run it now, so this one starts nothing more of the lane.
+          held.lost = true;
+          held.expired = true;
+        }
+        if (held.lost) {
           offered.settle(); // its lane went to another worker, which runs it
           continue;
         }

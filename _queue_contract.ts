@@ -86,8 +86,9 @@ export interface QueueRecord<Y> {
  *   its share to give a lane up: `read` then returns no update although some
  *   wait, and the `release` that follows frees the lane anyway and wakes
  *   another worker. The worker has recorded everything it read from the
- *   lane by then (it reads again only after that), so the hand-over keeps
- *   the order, runs nothing twice, and loses no wake-up.
+ *   lane by then (it lets a lane go only after that, reading ahead or not),
+ *   so the hand-over keeps the order, runs nothing twice, and loses no
+ *   wake-up.
  *
  * @typeParam Y The type of the updates (grammY's `Update` by default)
  */

@@ -100,6 +100,8 @@ export interface RunFromKvOptions<
 const MAX_CHECKS = 100;
 /** Updates per store commit: 1 check and 3 mutations each, plus a wake-up per lane. */
 const STORE_CHUNK = 50;
+/** Bytes a stored update adds to its commit besides its value (keys, dedupe record, sentinel, wake-up). */
+const STORE_OVERHEAD = 1_000;
 /** Leases per record commit: each is a check, and its sentinel another when the lane is let go. */
 const LEASE_CHUNK = Math.floor(MAX_CHECKS / 2) - 5;
 /** How long Telegram keeps an update, and so how long a delivery may be repeated. */
@@ -385,10 +387,20 @@ class KvEngine<Y extends { update_id: number }> implements KvQueue<Y> {
       }
       if (!unique.has(id)) unique.set(id, { update, lane: this.#laneOf(update), size });
     }
-    const entries = [...unique.values()];
-    for (let start = 0; start < entries.length; start += STORE_CHUNK) {
-      await this.#storeChunk(entries.slice(start, start + STORE_CHUNK));
+    // Chunks within Deno KV's limits of one atomic operation: checks, and
+    // the total size of what it writes.
+    let chunk: { update: Y; lane: string; size: number }[] = [];
+    let bytes = 0;
+    for (const entry of unique.values()) {
+      if (chunk.length === STORE_CHUNK || bytes + entry.size > LIMITS.payload) {
+        await this.#storeChunk(chunk);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(entry);
+      bytes += entry.size + STORE_OVERHEAD;
     }
+    if (chunk.length > 0) await this.#storeChunk(chunk);
   }
 
   /**

@@ -189,9 +189,10 @@ const STORES_AT_ONCE = 4;
  * once, each alone; one that comes while all of those are on their way waits
  * and is stored with the others that came meanwhile, in one engine call, so
  * that under load many webhook requests share one storage write. A group
- * that fails is stored again an update at a time, so that each request gets
- * its own answer: one update too large or one failed write does not fail the
- * others.
+ * refused for what it holds (an update too large, a write over the store's
+ * size limits) is split in halves until each request gets its own answer; a
+ * group that fails otherwise (the store is down) fails every request in it,
+ * each answered 500 and sent again by Telegram.
  */
 class GroupStore<Y extends { update_id: number }> {
   readonly #engine: QueueEngine<Y>;
@@ -226,15 +227,16 @@ class GroupStore<Y extends { update_id: number }> {
       await this.#engine.store(group.map((entry) => entry.update));
       for (const entry of group) entry.done.resolve();
     } catch (error) {
-      if (group.length === 1) return group[0]!.done.reject(error);
-      await Promise.all(group.map(async ({ update, done }) => {
-        try {
-          await this.#engine.store([update]);
-          done.resolve();
-        } catch (error) {
-          done.reject(error);
-        }
-      }));
+      // A RangeError or TypeError is about what the group holds; anything
+      // else would fail each update of it as well.
+      const split = group.length > 1 && (error instanceof RangeError || error instanceof TypeError);
+      if (!split) {
+        for (const entry of group) entry.done.reject(error);
+        return;
+      }
+      const half = Math.ceil(group.length / 2);
+      await this.#storeGroup(group.slice(0, half));
+      await this.#storeGroup(group.slice(half));
     }
   }
 }

@@ -9,6 +9,7 @@ import type { Report } from "../_report.ts";
 import { FakeBotApi } from "../testing.ts";
 import { botFor, Recorder } from "./_bot.ts";
 import { gate, sleep, until } from "./_helpers.ts";
+import { BlackHole } from "./_black_hole.ts";
 import { RedisServer, redisTest } from "./_redis.ts";
 
 /** A worker's side over `server`: its client and queue (closed on dispose), a bot and its recorder. */
@@ -264,5 +265,51 @@ redisTest(
     assert.ok(recorder.inOrder());
     assert.equal(recorder.overlapsWithinChat, 0);
     assert.deepEqual(await queue.lanes(10), []);
+  },
+);
+
+redisTest(
+  "a worker cut off from Redis starts nothing it read once its lease lapsed: the new holder runs it",
+  async () => {
+    await using server = await RedisServer.start();
+    await using api = await FakeBotApi.start();
+    await using hole = new BlackHole(server.port);
+    hole.answer();
+    // Worker A reaches Redis through the proxy; B directly.
+    const cut = await connectRedis(`redis://127.0.0.1:${hole.port}`, { maxReconnectDelay: 50 });
+    const queueA = redisQueue(cut, { partitions: 1 });
+    await using side = await workerSide(server, api, 1);
+    const ids = api.pushMessages(3, { chatOf: (index) => index + 1 });
+    const poller = forward(botFor(api), side.queue, { runner: { fetch: { timeout: 0 } } });
+    await api.whenConfirmed(ids.at(-1)! + 1);
+    await poller.stop();
+    // A: one slot, held by the first update; the second waits in its sink,
+    // the third (read ahead) for the sink.
+    const held = gate();
+    const ranOnA: number[] = [];
+    const botA = botFor(api);
+    botA.on("message", async (ctx) => {
+      ranOnA.push(ctx.update.update_id);
+      if (ctx.update.update_id === ids[0]) await held.promise;
+    });
+    const a = runFrom(botA, queueA, {
+      concurrency: 1,
+      leaseMilliseconds: 300,
+      pollMilliseconds: 50,
+      reporter: () => {},
+    });
+    await until(() => ranOnA.length === 1, 10_000, "the first update on A");
+    hole.silence(); // A can neither renew nor record: its lease lapses in Redis
+    side.bot.on("message", (ctx) => side.recorder.record(ctx, () => {}));
+    const b = runFrom(side.bot, side.queue, { pollMilliseconds: 50 });
+    await until(() => side.recorder.handled.size === 3, 10_000, "all three on B");
+    held.open();
+    await sleep(100); // A's slot is free: what it still holds would start now
+    hole.answer();
+    await b.stop();
+    await a.stop();
+    await queueA.close();
+    cut.destroy();
+    assert.ok(!ranOnA.includes(ids[2]!), `A started an update under a lapsed lease: ${ranOnA}`);
   },
 );

@@ -256,6 +256,44 @@ Deno.test("one update too large in a group gets 413; the others of its group are
   await flush(); // their bodies are read: they wait for a store to end
   held.open();
   assert.deepEqual(await Promise.all([...first, ...rest]), [200, 200, 200, 200, 200, 413, 200]);
-  assert.deepEqual(calls.slice(4), [[5, 6, 7], [5], [6], [7]], "the group, then one at a time");
+  assert.deepEqual(calls.slice(4), [[5, 6, 7], [5, 6], [5], [6], [7]], "split in halves");
   assert.deepEqual(await inboxIds(kv), [1, 2, 3, 4, 5, 7]);
+});
+
+Deno.test("a group that fails for the store, not for what it holds, fails each request once", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const queue = kvQueue(kv);
+  const calls: number[][] = [];
+  const held = gate();
+  let down = false;
+  const engine = Object.create(queue, {
+    store: {
+      value: async (updates: Update[]) => {
+        calls.push(updates.map((update) => update.update_id));
+        await held.promise;
+        if (down) throw new Error("storage unavailable");
+        return queue.store(updates);
+      },
+    },
+  }) as QueueEngine<Update>;
+  const handler = webhookTo(engine, { reporter: () => {} });
+  const post = (id: number) => statusOf(handler, webhookRequest(JSON.stringify(message(id, id))));
+  const first = [1, 2, 3, 4].map(post);
+  await until(() => calls.length === 4);
+  const rest = [5, 6, 7].map(post);
+  await flush();
+  down = true;
+  held.open();
+  assert.deepEqual(await Promise.all([...first, ...rest]), [500, 500, 500, 500, 500, 500, 500]);
+  assert.deepEqual(calls.slice(4), [[5, 6, 7]], "no store per update after an outage");
+  assert.deepEqual(await inboxIds(kv), []);
+});
+
+Deno.test("a store of many large updates is split to fit Deno KV's limits of one commit", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const queue = kvQueue(kv);
+  // 40 updates of about 50 KB: 2 MB, more than one atomic commit may write.
+  const updates = Array.from({ length: 40 }, (_, i) => message(i + 1, i + 1, "x".repeat(25_000)));
+  await queue.store(updates);
+  assert.equal((await inboxIds(kv)).length, 40);
 });
