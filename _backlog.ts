@@ -28,10 +28,14 @@ export class Backlog<Y> {
   /** While every permit is held, ask for more only when this many fit (whole batches). */
   readonly #topUp: number;
   readonly #maxPending: number;
-  /** Unfinished updates in the order they were taken (a `Set` keeps insertion order). */
-  readonly #pending = new Set<Entry<Y>>();
-  /** Those and the timed-out updates whose task still runs, in the order they were taken. */
-  readonly #unended = new Set<Entry<Y>>();
+  /**
+   * Updates taken whose middleware has not ended, in the order they were
+   * taken (a `Set` keeps insertion order): the unfinished ones, and those
+   * that timed out and still run.
+   */
+  readonly #open = new Set<Entry<Y>>();
+  /** Of `#open`, those that timed out. */
+  #overtime = 0;
   /** Updates per state; one that timed out counts there even while its task still runs. */
   readonly #count: Record<TaskState, number> = {
     waitingForSlot: 0,
@@ -61,8 +65,7 @@ export class Backlog<Y> {
 
   /** Books an update just taken, in its first state. */
   take(entry: Entry<Y>): void {
-    this.#pending.add(entry);
-    this.#unended.add(entry);
+    this.#open.add(entry);
     this.#count[entry.state]++;
   }
 
@@ -71,11 +74,9 @@ export class Backlog<Y> {
     this.#count[entry.state]--;
     this.#count[state]++;
     entry.state = state;
-    if (state === "handled" || state === "failed" || state === "timedOut") {
-      this.#pending.delete(entry);
-    }
-    // A timed-out update's task runs on: it stays unended until it ends.
-    if (state === "handled" || state === "failed") this.#unended.delete(entry);
+    if (state === "handled" || state === "failed") this.#open.delete(entry);
+    // A timed-out update's task runs on: it stays open until it ends.
+    else if (state === "timedOut") this.#overtime++;
   }
 
   /** Books a consumer that started. */
@@ -86,24 +87,35 @@ export class Backlog<Y> {
   /** Books the consumer of `entry` that ended, on time or not. */
   consumerEnded(entry: Entry<Y>): void {
     this.#consuming--;
-    if (entry.state === "timedOut") this.#unended.delete(entry);
+    if (entry.state === "timedOut" && this.#open.delete(entry)) this.#overtime--;
   }
 
+  /** Updates taken and not finished (those that timed out are finished). */
   size(): number {
-    return this.#pending.size;
+    return this.#open.size - this.#overtime;
   }
 
   snapshot(): Y[] {
-    return Array.from(this.#pending, (entry) => entry.update);
+    return this.#unfinished().map((entry) => entry.update);
   }
 
   /** The updates of `snapshot()` and the timed-out ones whose task still runs, in taking order. */
   unended(): Y[] {
-    return Array.from(this.#unended, (entry) => entry.update);
+    return Array.from(this.#open, (entry) => entry.update);
+  }
+
+  #unfinished(): Entry<Y>[] {
+    const open = Array.from(this.#open);
+    return this.#overtime === 0 ? open : open.filter((entry) => entry.state !== "timedOut");
   }
 
   stats(): SinkStats {
-    const oldest = this.#pending.values().next();
+    let oldest: Entry<Y> | undefined;
+    for (const entry of this.#open) {
+      if (entry.state === "timedOut") continue;
+      oldest = entry;
+      break;
+    }
     const { handled, failed, timedOut, running, waitingForKey, waitingForSlot } = this.#count;
     return {
       handled,
@@ -112,8 +124,8 @@ export class Backlog<Y> {
       running,
       waitingForKey,
       waitingForSlot,
-      pending: this.#pending.size,
-      oldestPendingSince: oldest.done ? undefined : oldest.value.takenAt,
+      pending: this.size(),
+      oldestPendingSince: oldest?.takenAt,
     };
   }
 
@@ -125,7 +137,7 @@ export class Backlog<Y> {
 
   /** Resolves once every update taken has an outcome. */
   finished(): Promise<void> {
-    if (this.#pending.size === 0) return Promise.resolve();
+    if (this.size() === 0) return Promise.resolve();
     return new Promise((resolve) => this.#finishedWaiters.push(resolve));
   }
 
@@ -143,7 +155,7 @@ export class Backlog<Y> {
       this.#capacityWaiters = [];
       for (const resolve of waiters) resolve(capacity);
     }
-    if (this.#pending.size === 0 && this.#finishedWaiters.length > 0) {
+    if (this.size() === 0 && this.#finishedWaiters.length > 0) {
       const waiters = this.#finishedWaiters;
       this.#finishedWaiters = [];
       for (const resolve of waiters) resolve();
@@ -162,7 +174,7 @@ export class Backlog<Y> {
   #capacity(): number {
     return Math.min(
       this.#permits.free + this.#ahead - this.#count.waitingForSlot,
-      this.#maxPending - this.#pending.size,
+      this.#maxPending - this.size(),
     );
   }
 
@@ -173,6 +185,6 @@ export class Backlog<Y> {
   }
 
   #isIdle(): boolean {
-    return this.#consuming === 0 && this.#pending.size === 0;
+    return this.#consuming === 0 && this.#open.size === 0;
   }
 }
