@@ -135,25 +135,21 @@ export class RedisServer implements AsyncDisposable {
   }
 
   /** Kills the server at once (SIGKILL): what was not written to disk is gone. */
-  async kill(): Promise<void> {
-    const process = this.#process;
-    if (process === undefined) return;
-    this.#process = undefined;
-    try {
-      process.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-    await process.status;
+  kill(): Promise<void> {
+    return this.#end("SIGKILL");
   }
 
   /** Stops the server (SIGTERM: it saves and exits) and waits for it. */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    return this.#end("SIGTERM");
+  }
+
+  async #end(signal: Deno.Signal): Promise<void> {
     const process = this.#process;
     if (process === undefined) return;
     this.#process = undefined;
     try {
-      process.kill("SIGTERM");
+      process.kill(signal);
     } catch {
       // already gone
     }
