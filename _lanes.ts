@@ -147,14 +147,8 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
       const batch: Y[] = [];
       while (batch.length < batchSize && this.#ready.length > 0) {
         const offered = this.#ready.shift()!;
-        const { held } = offered;
-        if (!held.lost && held.lease !== undefined && held.lease.expiresAt <= clock().now()) {
-          // It waited for the sink past its lease (renewals stalled): another
-          // worker may run it now, so this one starts nothing more of the lane.
-          held.lost = true;
-          held.expired = true;
-        }
-        if (held.lost) {
+        // It may have waited for the sink past its lease (renewals stalled).
+        if (this.#lapsed(offered.held)) {
           offered.settle(); // its lane went to another worker, which runs it
           continue;
         }
@@ -397,13 +391,7 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
         if (lease.expiresAt - this.#settings.leaseMilliseconds / 3 <= clock().now()) {
           await delay(RETRY_MIN); // the renewal failed: do not spin on the storage
         }
-        if (lease.expiresAt <= clock().now()) {
-          // Not renewed in time: another worker may hold the lane now, so
-          // run nothing more from it.
-          held.lost = true;
-          held.expired = true;
-          return;
-        }
+        if (this.#lapsed(held)) return; // not renewed in time
         return this.#take(held, lease, item);
       });
     }
@@ -453,6 +441,18 @@ export class LaneSupplier<Y extends { update_id: number }> implements UpdateSupp
   #renewNow(): Promise<void> {
     const renewing = this.#renewing;
     return renewing === undefined ? this.#renew() : renewing.then(() => this.#renew());
+  }
+
+  /**
+   * Whether `held` is lost, marking it so once its lease lapsed: another
+   * worker may hold the lane now, so this one runs nothing more from it.
+   */
+  #lapsed(held: Held): boolean {
+    if (held.lost) return true;
+    if (held.lease === undefined || held.lease.expiresAt > clock().now()) return false;
+    held.lost = true;
+    held.expired = true;
+    return true;
   }
 
   /** Marks the lanes of `lost` leases lost: they run nothing more here. */
